@@ -1,0 +1,16 @@
+//! The e-commerce event contract shared by the feeder and the ingestion worker:
+//! the schema, CSV parsing and validation, and input-file selection. Free of PostgreSQL.
+
+pub mod header;
+pub mod reader;
+pub mod schema;
+pub mod select;
+pub mod validate;
+
+pub use header::{HeaderError, HeaderMap};
+pub use reader::{EventReader, OpenError, Outcome, Record, Resume, RAW_TEXT_CAP};
+pub use schema::{
+    header_line, is_temporary_name, Column, DeviceType, Event, EventType, Price, COLUMNS,
+};
+pub use select::{list_dir, Candidate, FilePattern, Listing, Skipped};
+pub use validate::{parse_price, parse_timestamp, validate, RowError, ValidRow};

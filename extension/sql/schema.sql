@@ -1,0 +1,131 @@
+-- Tables of the ecommerce_ingest extension. The event table follows ../shared/contract/events.md.
+
+-- Roles are cluster-wide and outlive the extension; create them only once.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecommerce_ingest_monitor') THEN
+        CREATE ROLE ecommerce_ingest_monitor NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecommerce_ingest_admin') THEN
+        CREATE ROLE ecommerce_ingest_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT ecommerce_ingest_monitor TO ecommerce_ingest_admin;
+
+CREATE TABLE user_events (
+    event_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id          varchar(50)  NOT NULL,
+    event_type       varchar(20)  NOT NULL,
+    product_id       varchar(50)  NOT NULL,
+    product_name     varchar(200) NOT NULL,
+    product_category varchar(100) NOT NULL,
+    price            numeric(10,2) NOT NULL,
+    event_timestamp  timestamptz  NOT NULL,
+    session_id       varchar(100) NOT NULL,
+    device_type      varchar(50)  NOT NULL,
+    inserted_at      timestamptz  NOT NULL DEFAULT now(),
+    source_file      text,
+    source_line      bigint
+);
+COMMENT ON TABLE user_events IS 'E-commerce events ingested by ecommerce_ingest, one row per valid CSV row; source_file/source_line say where it came from.';
+
+CREATE TABLE ingest_ledger (
+    file_name        text PRIMARY KEY,
+    status           text NOT NULL CHECK (status IN ('ingesting', 'growing', 'done', 'failed', 'changed', 'error')),
+    size             bigint NOT NULL,
+    mtime            timestamptz,
+    content_hash     text,
+    committed_offset bigint NOT NULL DEFAULT 0,
+    committed_line   bigint NOT NULL DEFAULT 1,
+    rows_ok          bigint NOT NULL DEFAULT 0,
+    rows_rejected    bigint NOT NULL DEFAULT 0,
+    chunks           integer NOT NULL DEFAULT 0,
+    extra_columns    text[],
+    error            text,
+    discovered_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    committed_at     timestamptz,
+    finished_at      timestamptz
+);
+COMMENT ON TABLE ingest_ledger IS 'One row per input file: how far it was ingested. Written in the same transaction as the rows.';
+
+CREATE TABLE ingest_chunks (
+    file_name     text NOT NULL,
+    chunk_no      integer NOT NULL,
+    start_offset  bigint NOT NULL,
+    end_offset    bigint NOT NULL,
+    first_line    bigint NOT NULL,
+    last_line     bigint NOT NULL,
+    rows_ok       bigint NOT NULL,
+    rows_rejected bigint NOT NULL,
+    committed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (file_name, chunk_no)
+);
+
+CREATE TABLE ingest_rejected (
+    reject_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_name   text NOT NULL,
+    line_number bigint NOT NULL,
+    column_name text,
+    reason      text NOT NULL,
+    raw_text    text,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ingest_rejected_file_idx ON ingest_rejected (file_name, line_number);
+
+CREATE TABLE ingest_batch_log (
+    batch_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at      timestamptz NOT NULL,
+    finished_at     timestamptz NOT NULL,
+    trigger         text NOT NULL,
+    files           integer NOT NULL,
+    rows            bigint NOT NULL,
+    rejected        bigint NOT NULL,
+    duration_ms     double precision NOT NULL,
+    rows_per_second double precision
+);
+
+CREATE TABLE ingest_control (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    paused     boolean NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    changed_by text NOT NULL DEFAULT current_user
+);
+INSERT INTO ingest_control DEFAULT VALUES;
+
+-- pg_dump keeps the data of these tables (the extension's own objects are recreated by CREATE EXTENSION).
+SELECT pg_catalog.pg_extension_config_dump('user_events', '');
+SELECT pg_catalog.pg_extension_config_dump('user_events_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_chunks', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_rejected', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_rejected_reject_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_batch_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_batch_log_batch_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_control', '');
+
+CREATE VIEW ingest_files AS
+    SELECT file_name, status, size, content_hash, rows_ok, rows_rejected, chunks,
+           committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at
+      FROM ingest_ledger;
+COMMENT ON VIEW ingest_files IS 'One row per input file: status, size, content hash, rows ingested and rejected, error.';
+
+CREATE VIEW ingest_file_chunks AS
+    SELECT file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected, committed_at
+      FROM ingest_chunks;
+
+CREATE VIEW ingest_rejects AS
+    SELECT reject_id, file_name, line_number, column_name, reason, raw_text, rejected_at
+      FROM ingest_rejected;
+COMMENT ON VIEW ingest_rejects IS 'Every rejected row with its file, line, column and the reason.';
+
+CREATE VIEW ingest_batches AS
+    SELECT batch_id, started_at, finished_at, trigger, files, rows, rejected,
+           round(duration_ms::numeric, 3) AS duration_ms, round(rows_per_second::numeric, 1) AS rows_per_second
+      FROM ingest_batch_log;
+COMMENT ON VIEW ingest_batches IS 'One row per trigger that ingested something, like Spark''s progress report.';
+
+REVOKE ALL ON user_events, ingest_ledger, ingest_chunks, ingest_rejected, ingest_batch_log, ingest_control FROM PUBLIC;
+REVOKE ALL ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches FROM PUBLIC;
+GRANT SELECT ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches TO ecommerce_ingest_monitor;
+GRANT SELECT ON user_events TO ecommerce_ingest_monitor;

@@ -1,0 +1,95 @@
+//! `DROP EXTENSION ecommerce_ingest` would drop `user_events` with it. This ProcessUtility hook
+//! refuses that while the table holds events, unless the user says CASCADE.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+use std::ffi::{c_char, CStr};
+
+static mut PREV: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn install() {
+    unsafe {
+        PREV = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(hook);
+    }
+}
+
+unsafe fn names_this_extension(stmt: *mut pg_sys::DropStmt) -> bool {
+    let objects = PgList::<pg_sys::Node>::from_pg((*stmt).objects);
+    let found = objects.iter_ptr().any(|n| {
+        !n.is_null()
+            && (*n).type_ == pg_sys::NodeTag::T_String
+            && CStr::from_ptr((*(n as *mut pg_sys::String)).sval).to_bytes() == b"ecommerce_ingest"
+    });
+    found
+}
+
+unsafe fn check(node: *mut pg_sys::Node) {
+    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_DropStmt {
+        return;
+    }
+    let stmt = node as *mut pg_sys::DropStmt;
+    if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION
+        || (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE
+        || !names_this_extension(stmt)
+    {
+        return;
+    }
+    let events = Spi::get_one::<i64>(
+        "SELECT CASE WHEN to_regclass('public.user_events') IS NULL
+                       OR NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ecommerce_ingest')
+                     THEN 0
+                     ELSE (SELECT count(*) FROM public.user_events) END",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0);
+    if events > 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("DROP EXTENSION ecommerce_ingest would delete the {events} ingested events in user_events"),
+            "ecommerce_ingest::drop_guard",
+        )
+        .set_detail("user_events, the file ledger and the rejects belong to the extension and are dropped with it.")
+        .set_hint("Keep a copy first (CREATE TABLE events_copy AS TABLE user_events), then run DROP EXTENSION ecommerce_ingest CASCADE to confirm.")
+        .report(PgLogLevel::ERROR);
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    check((*pstmt).utilityStmt);
+    match PREV {
+        Some(prev) => prev(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
+        None => pg_sys::standard_ProcessUtility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
+    }
+}

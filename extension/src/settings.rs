@@ -1,0 +1,201 @@
+//! The `ecommerce_ingest.*` settings: registration, and a snapshot the worker reads once per loop.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::PostgresGucEnum;
+use std::ffi::{CStr, CString};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProcessedAction {
+    Keep,
+    Archive,
+    Delete,
+}
+
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static INPUT_DIR: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"ingest_input"));
+pub static TRIGGER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static MAX_FILES_PER_TRIGGER: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static FILE_PATTERN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"*.csv"));
+pub static PROCESSED_ACTION: GucSetting<ProcessedAction> =
+    GucSetting::<ProcessedAction>::new(ProcessedAction::Keep);
+pub static ARCHIVE_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static FAILED_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static CHUNK_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// Registers the settings. `database` needs a restart, so it exists only when preloaded
+/// (PostgreSQL refuses postmaster-level settings defined later).
+pub fn register(preloading: bool) {
+    if preloading {
+        GucRegistry::define_string_guc(
+            c"ecommerce_ingest.database",
+            c"Database the ingestion worker connects to.",
+            c"The extension must be created in this database. Takes effect at server restart.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
+    GucRegistry::define_string_guc(
+        c"ecommerce_ingest.input_dir",
+        c"Folder the worker ingests CSV files from.",
+        c"Absolute, or relative to the data directory. Only a superuser can set it (postgresql.conf or ALTER SYSTEM).",
+        &INPUT_DIR,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.trigger_interval",
+        c"How often the worker scans the input folder when no notification arrives.",
+        c"File-system notifications and ingest_trigger() start a trigger at once; this is the polling fallback.",
+        &TRIGGER_INTERVAL_MS,
+        10,
+        24 * 3600 * 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.max_files_per_trigger",
+        c"Most files one trigger ingests; a remaining backlog starts the next trigger at once.",
+        c"",
+        &MAX_FILES_PER_TRIGGER,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"ecommerce_ingest.file_pattern",
+        c"Shell pattern of the file names to ingest, like *.csv.",
+        c"Names starting with a dot or ending in .tmp or .part are always ignored.",
+        &FILE_PATTERN,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"ecommerce_ingest.processed_action",
+        c"What to do with a file once ingested: keep, archive or delete.",
+        c"archive moves it to archive_dir; files that fail are moved to failed_dir unless keep.",
+        &PROCESSED_ACTION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"ecommerce_ingest.archive_dir",
+        c"Where archived files go (processed_action = archive). Empty: <input_dir>/archive.",
+        c"",
+        &ARCHIVE_DIR,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"ecommerce_ingest.failed_dir",
+        c"Where files that failed as a whole go (unless processed_action = keep). Empty: <input_dir>/failed.",
+        c"",
+        &FAILED_DIR,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.chunk_size",
+        c"A file is committed in chunks of about this many bytes.",
+        c"Each chunk commits its rows with the byte offset reached; a restart resumes after the last chunk.",
+        &CHUNK_SIZE_KB,
+        64,
+        i32::MAX / 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.batch_rows",
+        c"Rows per INSERT statement.",
+        c"",
+        &BATCH_ROWS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.min_file_age",
+        c"A file modified more recently than this is treated as still being written.",
+        c"Its complete lines are ingested at once, but an unterminated last line waits, and the file is finished (and archived or deleted) only once it is this old.",
+        &MIN_FILE_AGE_MS,
+        0,
+        24 * 3600 * 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"ecommerce_ingest".as_ptr()) };
+}
+
+fn string(s: &GucSetting<Option<CString>>) -> String {
+    s.get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The settings as the worker uses them, read at the start of each loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub input_dir: PathBuf,
+    pub trigger_interval: Duration,
+    pub max_files_per_trigger: usize,
+    pub file_pattern: String,
+    pub processed_action: ProcessedAction,
+    pub archive_dir: PathBuf,
+    pub failed_dir: PathBuf,
+    pub chunk_bytes: u64,
+    pub batch_rows: usize,
+    pub min_file_age: Duration,
+}
+
+/// Resolves a setting's path against the data directory (the server's working directory).
+pub fn resolve(p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        let data_dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) };
+        PathBuf::from(data_dir.to_string_lossy().into_owned()).join(p)
+    }
+}
+
+impl Settings {
+    pub fn read() -> Settings {
+        let input_dir = resolve(&string(&INPUT_DIR));
+        let or_sub = |s: String, sub: &str| {
+            if s.is_empty() {
+                input_dir.join(sub)
+            } else {
+                resolve(&s)
+            }
+        };
+        Settings {
+            archive_dir: or_sub(string(&ARCHIVE_DIR), "archive"),
+            failed_dir: or_sub(string(&FAILED_DIR), "failed"),
+            input_dir: input_dir.clone(),
+            trigger_interval: Duration::from_millis(TRIGGER_INTERVAL_MS.get() as u64),
+            max_files_per_trigger: MAX_FILES_PER_TRIGGER.get() as usize,
+            file_pattern: string(&FILE_PATTERN),
+            processed_action: PROCESSED_ACTION.get(),
+            chunk_bytes: CHUNK_SIZE_KB.get() as u64 * 1024,
+            batch_rows: BATCH_ROWS.get() as usize,
+            min_file_age: Duration::from_millis(MIN_FILE_AGE_MS.get() as u64),
+        }
+    }
+}
+
+pub fn database() -> String {
+    string(&DATABASE)
+}
+
+pub fn input_dir_display() -> String {
+    resolve(&string(&INPUT_DIR)).display().to_string()
+}

@@ -1,0 +1,121 @@
+//! Shared memory: the worker's live status, read by ingest_status(), and the wake-up latch.
+
+use pgrx::lwlock::PgLwLock;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::shmem::PGRXSharedMemory;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set in `_PG_init` when the library is loaded through shared_preload_libraries.
+pub static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+pub const ERR_LEN: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum WorkerState {
+    #[default]
+    Stopped = 0,
+    /// Connected, waiting for CREATE EXTENSION in the configured database.
+    WaitingForExtension = 1,
+    Running = 2,
+    Paused = 3,
+}
+
+impl WorkerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerState::Stopped => "no_worker",
+            WorkerState::WaitingForExtension => "waiting",
+            WorkerState::Running => "running",
+            WorkerState::Paused => "paused",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Status {
+    pub pid: i32,
+    pub state: WorkerState,
+    /// `MyLatch` of the worker process, in shared memory: other backends set it to wake it.
+    pub latch: usize,
+    pub trigger_requested: bool,
+    /// Bumped by ingest_retry(): the worker reloads its ledger cache.
+    pub ledger_generation: u64,
+    pub last_trigger_at: pg_sys::TimestampTz,
+    pub last_batch_ms: f64,
+    pub last_batch_rows: i64,
+    pub rows_per_second: f64,
+    pub pending_files: i64,
+    /// Modification time of the oldest file with unread bytes (0: none).
+    pub oldest_pending_at: pg_sys::TimestampTz,
+    pub last_error_at: pg_sys::TimestampTz,
+    pub last_error_len: usize,
+    pub last_error: [u8; ERR_LEN],
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            pid: 0,
+            state: WorkerState::Stopped,
+            latch: 0,
+            trigger_requested: false,
+            ledger_generation: 0,
+            last_trigger_at: 0,
+            last_batch_ms: 0.0,
+            last_batch_rows: 0,
+            rows_per_second: 0.0,
+            pending_files: 0,
+            oldest_pending_at: 0,
+            last_error_at: 0,
+            last_error_len: 0,
+            last_error: [0; ERR_LEN],
+        }
+    }
+}
+
+unsafe impl PGRXSharedMemory for Status {}
+
+pub static STATUS: PgLwLock<Status> = unsafe { PgLwLock::new(c"ecommerce_ingest_status") };
+
+pub fn init() {
+    pgrx::pg_shmem_init!(STATUS);
+}
+
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+impl Status {
+    pub fn error(&self) -> Option<String> {
+        (self.last_error_len > 0)
+            .then(|| String::from_utf8_lossy(&self.last_error[..self.last_error_len]).into_owned())
+    }
+
+    pub fn set_error(&mut self, msg: &str) {
+        let mut n = msg.len().min(ERR_LEN);
+        while !msg.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.last_error[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        self.last_error_len = n;
+        self.last_error_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    }
+}
+
+/// Asks the worker to run a trigger now. Returns false when no worker runs.
+pub fn wake_worker(trigger: bool) -> bool {
+    if !preloaded() {
+        return false;
+    }
+    let mut s = STATUS.exclusive();
+    if trigger {
+        s.trigger_requested = true;
+    }
+    if s.pid == 0 || s.latch == 0 {
+        return false;
+    }
+    unsafe { pg_sys::SetLatch(s.latch as *mut pg_sys::Latch) };
+    true
+}

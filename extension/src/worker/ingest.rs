@@ -1,0 +1,420 @@
+//! Ingesting one file: parse, validate, insert in batches, and commit each chunk together with
+//! its rejects and the ledger row that records the byte offset reached.
+
+use super::ledger::{self, Entry, Status, Update};
+use super::sql;
+use super::txn::{subtransaction, transaction, DbError};
+use crate::settings::Settings;
+use ecommerce_events::{Candidate, EventReader, OpenError, Outcome, Resume, ValidRow};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+/// How one file's turn ended.
+#[derive(Debug)]
+pub enum FileOutcome {
+    /// Some chunks committed; `entry` is the ledger state after the last commit.
+    Progress {
+        entry: Entry,
+        rows: i64,
+        rejected: i64,
+    },
+    /// Paused before the next chunk: nothing more was written.
+    Paused,
+    /// Not ready yet (too young to judge, or a transient read error): try again later.
+    Wait(Option<String>),
+    /// A chunk failed in the database and was rolled back; committed chunks stay.
+    DbFailed {
+        error: DbError,
+        rows: i64,
+        rejected: i64,
+        entry: Option<Entry>,
+    },
+}
+
+/// Column-wise buffers for one INSERT statement; reused from batch to batch.
+#[derive(Default)]
+struct Batch {
+    user_id: Vec<String>,
+    event_type: Vec<&'static str>,
+    product_id: Vec<String>,
+    product_name: Vec<String>,
+    category: Vec<String>,
+    price_cents: Vec<i64>,
+    ts: Vec<TimestampWithTimeZone>,
+    session_id: Vec<String>,
+    device: Vec<&'static str>,
+    line: Vec<i64>,
+}
+
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.line.len()
+    }
+    fn push(&mut self, r: &ValidRow<'_>, line: u64) {
+        self.user_id.push(r.user_id.to_owned());
+        self.event_type.push(r.event_type.as_str());
+        self.product_id.push(r.product_id.to_owned());
+        self.product_name.push(r.product_name.to_owned());
+        self.category.push(r.product_category.to_owned());
+        self.price_cents.push(r.price.cents());
+        self.ts.push(
+            TimestampWithTimeZone::try_from(r.event_timestamp_us - PG_EPOCH_US)
+                .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0).unwrap()),
+        );
+        self.session_id.push(r.session_id.to_owned());
+        self.device.push(r.device_type.as_str());
+        self.line.push(line as i64);
+    }
+    fn clear(&mut self) {
+        self.user_id.clear();
+        self.event_type.clear();
+        self.product_id.clear();
+        self.product_name.clear();
+        self.category.clear();
+        self.price_cents.clear();
+        self.ts.clear();
+        self.session_id.clear();
+        self.device.clear();
+        self.line.clear();
+    }
+    /// Inserts rows `range` of the batch with one statement.
+    fn insert(
+        &self,
+        client: &mut SpiClient<'_>,
+        file: &str,
+        r: std::ops::Range<usize>,
+    ) -> Result<(), pgrx::spi::Error> {
+        fn strs(v: &[String], r: std::ops::Range<usize>) -> Vec<&str> {
+            v[r].iter().map(String::as_str).collect()
+        }
+        client.update(
+            sql::INSERT_EVENTS,
+            None,
+            &[
+                strs(&self.user_id, r.clone()).into(),
+                self.event_type[r.clone()].to_vec().into(),
+                strs(&self.product_id, r.clone()).into(),
+                strs(&self.product_name, r.clone()).into(),
+                strs(&self.category, r.clone()).into(),
+                self.price_cents[r.clone()].to_vec().into(),
+                self.ts[r.clone()].to_vec().into(),
+                strs(&self.session_id, r.clone()).into(),
+                self.device[r.clone()].to_vec().into(),
+                file.into(),
+                self.line[r.clone()].to_vec().into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Rejects {
+    line: Vec<i64>,
+    column: Vec<Option<String>>,
+    reason: Vec<String>,
+    raw: Vec<Option<String>>,
+}
+
+impl Rejects {
+    fn push(&mut self, line: u64, column: Option<&str>, reason: String, raw: Option<String>) {
+        self.line.push(line as i64);
+        self.column.push(column.map(str::to_owned));
+        self.reason.push(reason);
+        self.raw.push(raw);
+    }
+    fn flush(&mut self, client: &mut SpiClient<'_>, file: &str) -> Result<(), pgrx::spi::Error> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        client.update(
+            sql::INSERT_REJECTS,
+            None,
+            &[
+                file.into(),
+                std::mem::take(&mut self.line).into(),
+                std::mem::take(&mut self.column).into(),
+                std::mem::take(&mut self.reason).into(),
+                std::mem::take(&mut self.raw).into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn raise(e: impl std::fmt::Display) -> ! {
+    error!("{e}")
+}
+
+/// Inserts the batch; if the database refuses it for a row's values (a constraint or trigger),
+/// each row is retried alone and only the refused rows become rejects.
+fn flush_rows(
+    client: &mut SpiClient<'_>,
+    file: &str,
+    batch: &mut Batch,
+    rejects: &mut Rejects,
+) -> i64 {
+    if batch.len() == 0 {
+        return 0;
+    }
+    let n = batch.len();
+    let whole = subtransaction(|| {
+        batch
+            .insert(client, file, 0..n)
+            .unwrap_or_else(|e| raise(e))
+    });
+    let inserted = match whole {
+        Ok(()) => n as i64,
+        Err(e) if e.is_row_level() => {
+            let mut ok = 0;
+            for i in 0..n {
+                match subtransaction(|| {
+                    batch
+                        .insert(client, file, i..i + 1)
+                        .unwrap_or_else(|e| raise(e))
+                }) {
+                    Ok(()) => ok += 1,
+                    Err(e) if e.is_row_level() => rejects.push(
+                        batch.line[i] as u64,
+                        None,
+                        format!("refused by the database: {e}"),
+                        None,
+                    ),
+                    Err(e) => raise(e),
+                }
+            }
+            ok
+        }
+        Err(e) => raise(e),
+    };
+    batch.clear();
+    inserted
+}
+
+struct ChunkResult {
+    update_entry: Entry,
+    rows: i64,
+    rejected: i64,
+    finished_reading: bool,
+}
+
+enum ChunkStep {
+    Paused,
+    Committed(ChunkResult),
+}
+
+/// Ingests `cand` from where the ledger says it stopped (or the start), chunk by chunk.
+pub fn ingest_file(
+    st: &Settings,
+    cand: &Candidate,
+    before: Option<&Entry>,
+    young: bool,
+) -> FileOutcome {
+    let path = st.input_dir.join(&cand.name);
+    let resume = before.map(|e| e.resume).filter(|r| r.byte > 0);
+    let reader = match EventReader::open(&path, resume) {
+        Ok(r) => r,
+        Err(OpenError::Io(e)) => {
+            return FileOutcome::Wait(Some(format!("cannot read {:?}: {e}", cand.name)))
+        }
+        Err(_) if young => return FileOutcome::Wait(None),
+        Err(e) => {
+            let empty = matches!(e, OpenError::Header(ecommerce_events::HeaderError::Empty));
+            let u = Update {
+                name: &cand.name,
+                status: if empty { Status::Done } else { Status::Failed },
+                size: cand.size,
+                mtime_ns: cand.mtime_ns,
+                hash: None,
+                resume: Resume::default(),
+                rows_ok: 0,
+                rows_rejected: 0,
+                new_chunks: 0,
+                extra_columns: None,
+                error: Some(e.to_string()),
+            };
+            return match transaction(|| {
+                Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))
+            }) {
+                Ok(()) => FileOutcome::Progress {
+                    entry: Entry::after(&u, before),
+                    rows: 0,
+                    rejected: 0,
+                },
+                Err(error) => FileOutcome::DbFailed {
+                    error,
+                    rows: 0,
+                    rejected: 0,
+                    entry: None,
+                },
+            };
+        }
+    };
+    let mut reader = reader;
+    let extra: Vec<String> = reader.header().extra_columns().to_vec();
+    let mut entry = before.cloned();
+    let (mut rows, mut rejected) = (0i64, 0i64);
+    let mut batch = Batch::default();
+    loop {
+        let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
+        let step = transaction(|| {
+            Spi::connect_mut(|client| {
+                chunk(
+                    client,
+                    st,
+                    cand,
+                    &mut reader,
+                    &mut batch,
+                    young,
+                    chunk_no,
+                    &extra,
+                    entry.as_ref(),
+                )
+            })
+        });
+        match step {
+            Ok(ChunkStep::Paused) => return FileOutcome::Paused,
+            Ok(ChunkStep::Committed(c)) => {
+                rows += c.rows;
+                rejected += c.rejected;
+                let done = c.finished_reading;
+                entry = Some(c.update_entry);
+                if done {
+                    return FileOutcome::Progress {
+                        entry: entry.unwrap(),
+                        rows,
+                        rejected,
+                    };
+                }
+            }
+            Err(error) => {
+                return FileOutcome::DbFailed {
+                    error,
+                    rows,
+                    rejected,
+                    entry,
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chunk(
+    client: &mut SpiClient<'_>,
+    st: &Settings,
+    cand: &Candidate,
+    reader: &mut EventReader,
+    batch: &mut Batch,
+    young: bool,
+    chunk_no: i32,
+    extra: &[String],
+    before: Option<&Entry>,
+) -> ChunkStep {
+    let paused = client
+        .select(sql::PAUSED, None, &[])
+        .and_then(|t| t.first().get_one::<bool>())
+        .unwrap_or_else(|e| raise(e))
+        .unwrap_or(false);
+    if paused {
+        return ChunkStep::Paused;
+    }
+    let file = cand.name.as_str();
+    let start = reader.position();
+    let mut rejects = Rejects::default();
+    let (mut rows, mut n_rejected) = (0i64, 0i64);
+    let mut held: Option<Resume> = None;
+    let mut last_line = start.line;
+    loop {
+        let rec = match reader.next_record() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => raise(format!("reading {file:?}: {e}")),
+        };
+        if !rec.terminated && young {
+            // The producer may still be writing this line: not data yet.
+            held = Some(Resume {
+                byte: rec.start,
+                line: rec.line,
+            });
+            break;
+        }
+        last_line = rec.line;
+        let end = rec.end;
+        match rec.outcome {
+            Outcome::Valid(row) => {
+                batch.push(&row, rec.line);
+                if batch.len() >= st.batch_rows {
+                    rows += flush_rows(client, file, batch, &mut rejects);
+                }
+            }
+            Outcome::Rejected { error, raw } => {
+                rejects.push(rec.line, error.column, error.message, Some(raw));
+            }
+        }
+        if end - start.byte >= st.chunk_bytes {
+            break;
+        }
+    }
+    rows += flush_rows(client, file, batch, &mut rejects);
+    n_rejected += rejects.line.len() as i64;
+    rejects.flush(client, file).unwrap_or_else(|e| raise(e));
+
+    let reached_eof = reader.at_eof() || held.is_some();
+    let finished = reader.at_eof() && held.is_none() && !young;
+    let resume = held.unwrap_or_else(|| reader.position());
+    let status = if finished {
+        Status::Done
+    } else if reached_eof {
+        Status::Growing
+    } else {
+        Status::Ingesting
+    };
+    let wrote = rows + n_rejected > 0;
+    if wrote {
+        client
+            .update(
+                sql::INSERT_CHUNK,
+                None,
+                &[
+                    file.into(),
+                    chunk_no.into(),
+                    (start.byte as i64).into(),
+                    (resume.byte as i64).into(),
+                    (start.line as i64).into(),
+                    (last_line as i64).into(),
+                    rows.into(),
+                    n_rejected.into(),
+                ],
+            )
+            .unwrap_or_else(|e| raise(e));
+    }
+    let u = Update {
+        name: file,
+        status,
+        size: cand.size.max(resume.byte),
+        mtime_ns: cand.mtime_ns,
+        hash: if finished {
+            reader.content_hash().map(ledger::hash_hex)
+        } else {
+            None
+        },
+        resume,
+        rows_ok: rows,
+        rows_rejected: n_rejected,
+        new_chunks: wrote as i32,
+        extra_columns: (!extra.is_empty()).then(|| extra.to_vec()),
+        error: (!extra.is_empty())
+            .then(|| format!("unknown columns ignored: {}", extra.join(", "))),
+    };
+    ledger::write(client, &u).unwrap_or_else(|e| raise(e));
+    ChunkStep::Committed(ChunkResult {
+        update_entry: Entry::after(&u, before),
+        rows,
+        rejected: n_rejected,
+        finished_reading: reached_eof,
+    })
+}

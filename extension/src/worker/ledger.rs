@@ -1,0 +1,155 @@
+//! The file ledger: an in-memory copy of `ingest_ledger` (so a scan costs no SQL per known file)
+//! and the statements that write it, always inside the transaction that commits the rows.
+
+use super::sql;
+use ecommerce_events::Resume;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::spi::SpiClient;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ingesting,
+    Growing,
+    Done,
+    Failed,
+    Changed,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ingesting => "ingesting",
+            Status::Growing => "growing",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Changed => "changed",
+            Status::Error => "error",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "ingesting" => Status::Ingesting,
+            "growing" => Status::Growing,
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            "changed" => Status::Changed,
+            _ => Status::Error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub status: Status,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub resume: Resume,
+    pub chunks: i32,
+    pub hash: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    pub files: HashMap<String, Entry>,
+}
+
+/// Unix nanoseconds to a PostgreSQL timestamptz (microseconds since 2000-01-01).
+pub fn pg_time(unix_ns: i64) -> TimestampWithTimeZone {
+    const PG_EPOCH_US: i64 = 946_684_800_000_000;
+    TimestampWithTimeZone::try_from(unix_ns.div_euclid(1000) - PG_EPOCH_US)
+        .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0).unwrap())
+}
+
+pub fn hash_hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+impl Ledger {
+    /// Loads the whole ledger (once per start or extension re-creation).
+    pub fn load(client: &SpiClient<'_>) -> Result<Ledger, pgrx::spi::Error> {
+        let mut files = HashMap::new();
+        let rows = client.select(
+            "SELECT file_name, status, size, (extract(epoch FROM mtime) * 1e9)::int8,
+                    committed_offset, committed_line, chunks, content_hash
+               FROM ingest_ledger",
+            None,
+            &[],
+        )?;
+        for row in rows {
+            let name: String = row.get(1)?.unwrap_or_default();
+            files.insert(
+                name,
+                Entry {
+                    status: Status::parse(&row.get::<String>(2)?.unwrap_or_default()),
+                    size: row.get::<i64>(3)?.unwrap_or(0) as u64,
+                    mtime_ns: row.get::<i64>(4)?.unwrap_or(0),
+                    resume: Resume {
+                        byte: row.get::<i64>(5)?.unwrap_or(0) as u64,
+                        line: row.get::<i64>(6)?.unwrap_or(1) as u64,
+                    },
+                    chunks: row.get::<i32>(7)?.unwrap_or(0),
+                    hash: row.get::<String>(8)?,
+                },
+            );
+        }
+        Ok(Ledger { files })
+    }
+}
+
+/// What one committed step adds to a file's ledger row.
+pub struct Update<'a> {
+    pub name: &'a str,
+    pub status: Status,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: Option<String>,
+    pub resume: Resume,
+    pub rows_ok: i64,
+    pub rows_rejected: i64,
+    pub new_chunks: i32,
+    pub extra_columns: Option<Vec<String>>,
+    pub error: Option<String>,
+}
+
+/// Writes (insert or update) a file's ledger row inside the current transaction.
+pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi::Error> {
+    let finished = matches!(u.status, Status::Done | Status::Failed);
+    client.update(
+        sql::LEDGER_UPSERT,
+        None,
+        &[
+            u.name.into(),
+            u.status.as_str().into(),
+            (u.size as i64).into(),
+            pg_time(u.mtime_ns).into(),
+            u.hash.clone().into(),
+            (u.resume.byte as i64).into(),
+            (u.resume.line as i64).into(),
+            u.rows_ok.into(),
+            u.rows_rejected.into(),
+            u.new_chunks.into(),
+            u.extra_columns.clone().into(),
+            u.error.clone().into(),
+            finished.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+impl Entry {
+    pub fn after(u: &Update<'_>, before: Option<&Entry>) -> Entry {
+        Entry {
+            status: u.status,
+            size: u.size,
+            mtime_ns: u.mtime_ns,
+            resume: u.resume,
+            chunks: before.map_or(0, |b| b.chunks) + u.new_chunks,
+            hash: u
+                .hash
+                .clone()
+                .or_else(|| before.and_then(|b| b.hash.clone())),
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! The background worker: wakes on notifications, ingest_trigger() or the trigger interval,
+//! scans the input folder, and ingests what is new, file by file.
+
+mod files;
+mod ingest;
+mod ledger;
+mod sql;
+mod txn;
+mod watch;
+
+use crate::settings::{ProcessedAction, Settings};
+use crate::shared::{WorkerState, STATUS};
+use ecommerce_events::{list_dir, Candidate, FilePattern};
+use ingest::FileOutcome;
+use ledger::{Entry, Ledger, Status, Update};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use txn::transaction;
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("ecommerce_ingest worker")
+        .set_type("ecommerce_ingest")
+        .set_library("ecommerce_ingest")
+        .set_function("ecommerce_ingest_worker_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+unsafe extern "C-unwind" fn on_sighup(sig: i32) {
+    pg_sys::SignalHandlerForConfigReload(sig)
+}
+
+unsafe extern "C-unwind" fn on_sigterm(sig: i32) {
+    pg_sys::die(sig)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+    let mut s = STATUS.exclusive();
+    s.pid = 0;
+    s.latch = 0;
+    s.state = WorkerState::Stopped;
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
+    unsafe {
+        // SIGTERM: PostgreSQL's own handler, so a wait on a lock is interrupted at shutdown.
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(on_sighup));
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let db = crate::settings::database();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
+    {
+        let mut s = STATUS.exclusive();
+        s.pid = unsafe { pg_sys::MyProcPid };
+        s.latch = unsafe { pg_sys::MyLatch } as usize;
+        s.state = WorkerState::Running;
+    }
+    log!("ecommerce_ingest worker started (database {db:?})");
+    let mut w = Worker::default();
+    let mut reason = "start";
+    loop {
+        unsafe {
+            if pg_sys::ConfigReloadPending != 0 {
+                pg_sys::ConfigReloadPending = 0;
+                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            }
+        }
+        let st = Settings::read();
+        let next = w.trigger(&st, reason);
+        reason = w.wait(&st, &next);
+    }
+}
+
+/// What the loop does after a trigger.
+struct Next {
+    backlog: bool,
+    /// A young file to look at again (to finish it once it is old enough).
+    wake_in: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Worker {
+    ledger: Option<Ledger>,
+    ledger_key: (i64, u64),
+    watcher: Option<watch::Watcher>,
+    /// What was last said about each topic (a file, the folder...): each message is logged once.
+    said: HashMap<String, String>,
+    /// Changed files already reported, by (size, mtime).
+    changed_seen: HashMap<String, (u64, i64)>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn pg_now() -> pg_sys::TimestampTz {
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+fn set_state(state: WorkerState) {
+    STATUS.exclusive().state = state;
+}
+
+impl Worker {
+    /// Logs `msg` under `topic` unless it is what was said last time; also the status' last error.
+    fn say(&mut self, topic: &str, msg: String, is_error: bool) {
+        if self.said.get(topic) == Some(&msg) {
+            return;
+        }
+        if is_error {
+            warning!("ecommerce_ingest: {msg}");
+            STATUS.exclusive().set_error(&msg);
+        } else {
+            log!("ecommerce_ingest: {msg}");
+        }
+        self.said.insert(topic.to_string(), msg);
+    }
+
+    fn settled(&mut self, topic: &str) {
+        self.said.remove(topic);
+    }
+
+    fn wait(&mut self, st: &Settings, next: &Next) -> &'static str {
+        if next.backlog {
+            pg_sys::check_for_interrupts!();
+            if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
+                return "manual";
+            }
+            return "backlog";
+        }
+        let timeout = next
+            .wake_in
+            .map_or(st.trigger_interval, |w| w.min(st.trigger_interval));
+        let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+        let fd = match &self.watcher {
+            Some(w) => {
+                events |= pg_sys::WL_SOCKET_READABLE;
+                w.fd()
+            }
+            None => pg_sys::PGINVALID_SOCKET,
+        };
+        let started = Instant::now();
+        let rc = unsafe {
+            let rc = pg_sys::WaitLatchOrSocket(
+                pg_sys::MyLatch,
+                events as i32,
+                fd,
+                timeout.as_millis().max(1) as std::ffi::c_long,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            pg_sys::check_for_interrupts!();
+            rc
+        };
+        let notified = self.watcher.as_ref().is_some_and(|w| w.drain());
+        if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
+            "manual"
+        } else if notified {
+            "notify"
+        } else if rc & pg_sys::WL_TIMEOUT as i32 != 0 || started.elapsed() >= timeout {
+            "interval"
+        } else {
+            "wakeup"
+        }
+    }
+
+    fn ensure_watcher(&mut self, dir: &std::path::Path) {
+        if self.watcher.as_ref().is_some_and(|w| w.dir == dir) {
+            return;
+        }
+        self.watcher = None;
+        match watch::Watcher::new(dir) {
+            Ok(w) => {
+                self.watcher = Some(w);
+                self.settled("watch");
+            }
+            Err(e) => self.say(
+                "watch",
+                format!(
+                    "no file-system notifications for {}: {e}; polling every trigger_interval",
+                    dir.display()
+                ),
+                false,
+            ),
+        }
+    }
+
+    /// One trigger: check the extension and the paused flag, list the folder, ingest.
+    fn trigger(&mut self, st: &Settings, reason: &'static str) -> Next {
+        let idle = Next {
+            backlog: false,
+            wake_in: None,
+        };
+        let started = Instant::now();
+        let started_at = pg_now();
+        let generation = STATUS.share().ledger_generation;
+        let stale_key = if self.ledger.is_none() {
+            (-1, u64::MAX)
+        } else {
+            self.ledger_key
+        };
+        let probe = transaction(|| {
+            Spi::connect(|c| {
+                let Some(oid) = c
+                    .select(sql::EXTENSION_OID, None, &[])?
+                    .first()
+                    .get_one::<i64>()?
+                else {
+                    return Ok(None);
+                };
+                let paused = c
+                    .select(sql::PAUSED, None, &[])?
+                    .first()
+                    .get_one::<bool>()?
+                    .unwrap_or(false);
+                let ledger = if stale_key != (oid, generation) {
+                    Some(Ledger::load(c)?)
+                } else {
+                    None
+                };
+                Ok::<_, pgrx::spi::Error>(Some((oid, paused, ledger)))
+            })
+            .unwrap_or_else(|e| error!("{e}"))
+        });
+        let (oid, paused, loaded) = match probe {
+            Err(e) => {
+                self.say(
+                    "control",
+                    format!("cannot read the extension's tables: {e}"),
+                    true,
+                );
+                return idle;
+            }
+            Ok(None) => {
+                self.ledger = None;
+                set_state(WorkerState::WaitingForExtension);
+                let db = crate::settings::database();
+                self.say(
+                    "control",
+                    format!("waiting for CREATE EXTENSION ecommerce_ingest in database {db:?}"),
+                    false,
+                );
+                return idle;
+            }
+            Ok(Some(p)) => p,
+        };
+        self.settled("control");
+        if let Some(l) = loaded {
+            self.ledger = Some(l);
+            self.ledger_key = (oid, generation);
+            self.changed_seen.clear();
+        }
+        if paused {
+            set_state(WorkerState::Paused);
+            STATUS.exclusive().last_trigger_at = started_at;
+            return idle;
+        }
+        set_state(WorkerState::Running);
+
+        let pattern = match FilePattern::new(&st.file_pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                self.say(
+                    "pattern",
+                    format!("ecommerce_ingest.file_pattern: {e}"),
+                    true,
+                );
+                return idle;
+            }
+        };
+        self.settled("pattern");
+        let listing = match list_dir(&st.input_dir, &pattern) {
+            Ok(l) => l,
+            Err(e) => {
+                self.watcher = None;
+                self.say(
+                    "dir",
+                    format!("input folder {}: {e}", st.input_dir.display()),
+                    true,
+                );
+                let mut s = STATUS.exclusive();
+                s.pending_files = 0;
+                s.last_trigger_at = started_at;
+                return idle;
+            }
+        };
+        self.settled("dir");
+        self.ensure_watcher(&st.input_dir);
+
+        for sk in &listing.skipped {
+            let known = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.files.get(&sk.name))
+                .is_some();
+            if !known {
+                self.record_refused(st, &sk.name, 0, 0, &sk.reason);
+            }
+        }
+
+        // Plan: which files need work, oldest first.
+        let now = now_ns();
+        let min_age = st.min_file_age.as_nanos() as i64;
+        let mut todo: Vec<(&Candidate, bool)> = Vec::new();
+        let mut wake_in: Option<Duration> = None;
+        let mut soon = |mtime: i64| {
+            let d = Duration::from_nanos((mtime + min_age - now).max(1_000_000) as u64);
+            wake_in = Some(wake_in.map_or(d, |w: Duration| w.min(d)));
+        };
+        for cand in &listing.files {
+            let young = now - cand.mtime_ns < min_age;
+            let entry = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.files.get(&cand.name))
+                .cloned();
+            let same = |e: &Entry| e.size == cand.size && e.mtime_ns == cand.mtime_ns;
+            match entry {
+                None => todo.push((cand, young)),
+                Some(e) => match e.status {
+                    Status::Done if same(&e) => self.after_done(st, &cand.name),
+                    Status::Done => self.check_changed(st, cand, &e),
+                    Status::Changed => {
+                        if self.changed_seen.get(&cand.name) != Some(&(cand.size, cand.mtime_ns)) {
+                            self.check_changed(st, cand, &e)
+                        }
+                    }
+                    Status::Failed if same(&e) => {}
+                    Status::Failed | Status::Error => todo.push((cand, young)),
+                    Status::Ingesting | Status::Growing if cand.size < e.resume.byte => {
+                        self.check_changed(st, cand, &e)
+                    }
+                    Status::Ingesting => todo.push((cand, young)),
+                    Status::Growing => {
+                        if cand.size > e.resume.byte || !young {
+                            todo.push((cand, young));
+                        } else {
+                            soon(cand.mtime_ns);
+                        }
+                    }
+                },
+            }
+        }
+        let backlog = todo.len() > st.max_files_per_trigger;
+        todo.truncate(st.max_files_per_trigger);
+
+        let (mut files, mut rows, mut rejected) = (0i32, 0i64, 0i64);
+        let mut done_names = 0usize;
+        for (cand, young) in &todo {
+            pg_sys::check_for_interrupts!();
+            let before = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.files.get(&cand.name))
+                .cloned();
+            let outcome = ingest::ingest_file(st, cand, before.as_ref(), *young);
+            match outcome {
+                FileOutcome::Progress {
+                    entry,
+                    rows: r,
+                    rejected: j,
+                } => {
+                    files += 1;
+                    rows += r;
+                    rejected += j;
+                    done_names += 1;
+                    let status = entry.status;
+                    self.remember(&cand.name, entry);
+                    self.settled(&cand.name);
+                    match status {
+                        Status::Done => self.after_done(st, &cand.name),
+                        Status::Failed => self.after_failed(st, &cand.name),
+                        Status::Growing => soon(cand.mtime_ns),
+                        _ => {}
+                    }
+                }
+                FileOutcome::Paused => {
+                    set_state(WorkerState::Paused);
+                    break;
+                }
+                FileOutcome::Wait(msg) => {
+                    if let Some(m) = msg {
+                        self.say(&cand.name, m.clone(), true);
+                        if before.is_none() {
+                            self.record_refused_status(
+                                &cand.name,
+                                cand.size,
+                                cand.mtime_ns,
+                                &m,
+                                Status::Error,
+                            );
+                        }
+                    }
+                    if *young {
+                        soon(cand.mtime_ns);
+                    }
+                }
+                FileOutcome::DbFailed {
+                    error,
+                    rows: r,
+                    rejected: j,
+                    entry,
+                } => {
+                    rows += r;
+                    rejected += j;
+                    if let Some(e) = entry {
+                        self.remember(&cand.name, e);
+                    }
+                    self.say(
+                        &cand.name,
+                        format!(
+                            "file {:?}: {error}; the chunk was rolled back and will be retried",
+                            cand.name
+                        ),
+                        true,
+                    );
+                }
+            }
+        }
+
+        // Pending: files that still have bytes to read.
+        let mut pending = 0i64;
+        let mut oldest = i64::MAX;
+        for cand in &listing.files {
+            let e = self.ledger.as_ref().and_then(|l| l.files.get(&cand.name));
+            let waiting = match e {
+                None => true,
+                Some(e) => {
+                    matches!(e.status, Status::Ingesting | Status::Error)
+                        || (e.status == Status::Growing && cand.size > e.resume.byte)
+                }
+            };
+            if waiting {
+                pending += 1;
+                oldest = oldest.min(cand.mtime_ns);
+            }
+        }
+        let elapsed = started.elapsed();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let rps = if ms > 0.0 {
+            rows as f64 / elapsed.as_secs_f64()
+        } else {
+            0.0
+        };
+        if done_names > 0 {
+            let _ = transaction(|| {
+                Spi::run_with_args(
+                    sql::INSERT_BATCH_LOG,
+                    &[
+                        pgrx::datum::TimestampWithTimeZone::try_from(started_at)
+                            .ok()
+                            .into(),
+                        reason.into(),
+                        files.into(),
+                        rows.into(),
+                        rejected.into(),
+                        ms.into(),
+                        rps.into(),
+                    ],
+                )
+            });
+        }
+        {
+            let mut s = STATUS.exclusive();
+            s.last_trigger_at = started_at;
+            if done_names > 0 {
+                s.last_batch_ms = ms;
+                s.last_batch_rows = rows;
+                s.rows_per_second = rps;
+            }
+            s.pending_files = pending;
+            s.oldest_pending_at = if pending > 0 {
+                ledger::pg_time(oldest).into()
+            } else {
+                0
+            };
+        }
+        Next { backlog, wake_in }
+    }
+
+    fn remember(&mut self, name: &str, e: Entry) {
+        if let Some(l) = self.ledger.as_mut() {
+            l.files.insert(name.to_string(), e);
+        }
+    }
+
+    fn record_refused(
+        &mut self,
+        st: &Settings,
+        name: &str,
+        size: u64,
+        mtime_ns: i64,
+        reason: &str,
+    ) {
+        self.say(name, format!("file {name:?}: {reason}"), true);
+        self.record_refused_status(name, size, mtime_ns, reason, Status::Failed);
+        let _ = st;
+    }
+
+    fn record_refused_status(
+        &mut self,
+        name: &str,
+        size: u64,
+        mtime_ns: i64,
+        reason: &str,
+        status: Status,
+    ) {
+        let u = Update {
+            name,
+            status,
+            size,
+            mtime_ns,
+            hash: None,
+            resume: Default::default(),
+            rows_ok: 0,
+            rows_rejected: 0,
+            new_chunks: 0,
+            extra_columns: None,
+            error: Some(reason.to_string()),
+        };
+        if transaction(|| {
+            Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
+        })
+        .is_ok()
+        {
+            let e = Entry::after(&u, None);
+            self.remember(name, e);
+        }
+    }
+
+    /// A done file seen again with another size or mtime: same content (touched) or changed?
+    fn check_changed(&mut self, st: &Settings, cand: &Candidate, e: &Entry) {
+        let path = st.input_dir.join(&cand.name);
+        let now_hash = ecommerce_events::reader::hash_file(&path)
+            .ok()
+            .map(ledger::hash_hex);
+        if now_hash.is_some() && now_hash == e.hash && e.status == Status::Done {
+            // Touched or copied again with the same bytes: not new data.
+            let u = Update {
+                name: &cand.name,
+                status: Status::Done,
+                size: cand.size,
+                mtime_ns: cand.mtime_ns,
+                hash: None,
+                resume: e.resume,
+                rows_ok: 0,
+                rows_rejected: 0,
+                new_chunks: 0,
+                extra_columns: None,
+                error: None,
+            };
+            if transaction(|| {
+                Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
+            })
+            .is_ok()
+            {
+                self.remember(&cand.name, Entry::after(&u, Some(e)));
+            }
+            self.after_done(st, &cand.name);
+            return;
+        }
+        let msg = format!(
+            "file {:?} changed after it was ingested ({} bytes, hash {}) and now has {} bytes, hash {}: its new content is NOT ingested; give it a new name to ingest it",
+            cand.name,
+            e.resume.byte,
+            e.hash.as_deref().unwrap_or("-"),
+            cand.size,
+            now_hash.as_deref().unwrap_or("unreadable")
+        );
+        self.say(&cand.name, msg.clone(), true);
+        let u = Update {
+            name: &cand.name,
+            status: Status::Changed,
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            hash: None,
+            resume: e.resume,
+            rows_ok: 0,
+            rows_rejected: 0,
+            new_chunks: 0,
+            extra_columns: None,
+            error: Some(msg),
+        };
+        if transaction(|| {
+            Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
+        })
+        .is_ok()
+        {
+            self.remember(&cand.name, Entry::after(&u, Some(e)));
+        }
+        self.changed_seen
+            .insert(cand.name.clone(), (cand.size, cand.mtime_ns));
+        if st.processed_action != ProcessedAction::Keep {
+            self.after_failed(st, &cand.name);
+        }
+    }
+
+    fn after_done(&mut self, st: &Settings, name: &str) {
+        let src = st.input_dir.join(name);
+        let r = match st.processed_action {
+            ProcessedAction::Keep => return,
+            ProcessedAction::Delete => files::delete(&src),
+            ProcessedAction::Archive => files::move_into(&src, &st.archive_dir, name).map(|_| ()),
+        };
+        if let Err(e) = r {
+            self.say(
+                &format!("{name}/action"),
+                format!("file {name:?} was ingested but could not be archived or deleted: {e}"),
+                true,
+            );
+        }
+    }
+
+    fn after_failed(&mut self, st: &Settings, name: &str) {
+        if st.processed_action == ProcessedAction::Keep {
+            return;
+        }
+        let src = st.input_dir.join(name);
+        if let Err(e) = files::move_into(&src, &st.failed_dir, name) {
+            self.say(
+                &format!("{name}/action"),
+                format!("file {name:?} could not be moved to the failed folder: {e}"),
+                true,
+            );
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Every SQL statement the worker runs. All values travel as parameters; no SQL text is ever
+//! built from file names or file contents.
+
+pub const EXTENSION_OID: &str =
+    "SELECT (SELECT oid::int8 FROM pg_catalog.pg_extension WHERE extname = 'ecommerce_ingest')";
+
+pub const PAUSED: &str = "SELECT paused FROM public.ingest_control";
+
+/// $1..$9: the nine contract columns as arrays; $10 file name; $11 line numbers.
+pub const INSERT_EVENTS: &str = "
+INSERT INTO public.user_events
+    (user_id, event_type, product_id, product_name, product_category, price,
+     event_timestamp, session_id, device_type, source_file, source_line)
+SELECT u, e, p, n, c, pr / 100.0, ts, s, d, $10, l
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+              $7::timestamptz[], $8::text[], $9::text[], $11::int8[])
+       AS t(u, e, p, n, c, pr, ts, s, d, l)";
+
+pub const INSERT_REJECTS: &str = "
+INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
+SELECT $1, l, c, r, w FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS t(l, c, r, w)";
+
+pub const INSERT_CHUNK: &str = "
+INSERT INTO public.ingest_chunks
+    (file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub const LEDGER_UPSERT: &str = "
+INSERT INTO public.ingest_ledger AS l
+    (file_name, status, size, mtime, content_hash, committed_offset, committed_line,
+     rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), CASE WHEN $13 THEN now() END)
+ON CONFLICT (file_name) DO UPDATE SET
+    status = EXCLUDED.status,
+    size = EXCLUDED.size,
+    mtime = EXCLUDED.mtime,
+    content_hash = coalesce(EXCLUDED.content_hash, l.content_hash),
+    committed_offset = EXCLUDED.committed_offset,
+    committed_line = EXCLUDED.committed_line,
+    rows_ok = l.rows_ok + EXCLUDED.rows_ok,
+    rows_rejected = l.rows_rejected + EXCLUDED.rows_rejected,
+    chunks = l.chunks + EXCLUDED.chunks,
+    extra_columns = coalesce(EXCLUDED.extra_columns, l.extra_columns),
+    error = EXCLUDED.error,
+    committed_at = now(),
+    finished_at = EXCLUDED.finished_at";
+
+pub const INSERT_BATCH_LOG: &str = "
+INSERT INTO public.ingest_batch_log
+    (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second)
+VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7)";

@@ -1,0 +1,105 @@
+//! Transactions and subtransactions that turn a PostgreSQL ERROR into a Rust `Err`,
+//! so one bad file or statement never kills the worker.
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::PgTryBuilder;
+use std::panic::AssertUnwindSafe;
+
+/// An ERROR raised inside a (sub)transaction: its SQLSTATE and message.
+#[derive(Debug, Clone)]
+pub struct DbError {
+    pub sqlstate: String,
+    pub message: String,
+}
+
+impl DbError {
+    /// Errors caused by the row's own values: data exceptions (22), integrity violations (23),
+    /// and exceptions raised by user triggers (P0). Anything else is not the row's fault.
+    pub fn is_row_level(&self) -> bool {
+        self.sqlstate.starts_with("22")
+            || self.sqlstate.starts_with("23")
+            || self.sqlstate.starts_with("P0")
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.sqlstate)
+    }
+}
+
+fn caught(e: CaughtError) -> DbError {
+    match e {
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => {
+            let mut message = r.message().to_string();
+            if let Some(d) = r.detail() {
+                message.push_str(": ");
+                message.push_str(d);
+            }
+            DbError {
+                sqlstate: format!("{:?}", r.sql_error_code()),
+                message,
+            }
+        }
+    }
+}
+
+/// Runs `f` in a new transaction and commits it. An ERROR (in `f` or at commit) rolls the
+/// transaction back and comes back as `Err`.
+pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let f = AssertUnwindSafe(f);
+    let result = PgTryBuilder::new(move || {
+        let r = f();
+        unsafe {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+        }
+        Ok(r)
+    })
+    .catch_others(|e| Err(caught(e)))
+    .catch_rust_panic(|e| Err(caught(e)))
+    .execute();
+    if result.is_err() {
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            pg_sys::AbortCurrentTransaction();
+            pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        }
+    }
+    result
+}
+
+/// Runs `f` in a subtransaction of the current transaction: an ERROR rolls back only what
+/// `f` did, and comes back as `Err`.
+pub fn subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
+    unsafe {
+        let cx = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(cx);
+        let f = AssertUnwindSafe(f);
+        PgTryBuilder::new(move || {
+            let r = f();
+            pg_sys::ReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(cx);
+            pg_sys::CurrentResourceOwner = owner;
+            Ok(r)
+        })
+        .catch_others(move |e| {
+            pg_sys::MemoryContextSwitchTo(cx);
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::MemoryContextSwitchTo(cx);
+            pg_sys::CurrentResourceOwner = owner;
+            Err(caught(e))
+        })
+        .execute()
+    }
+}

@@ -1,0 +1,76 @@
+//! File-system notifications. The `notify` thread only writes a byte to a pipe; the worker's
+//! main loop waits on that pipe with WaitLatchOrSocket. No PostgreSQL call ever happens here.
+
+use ecommerce_events::is_temporary_name;
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+pub struct Watcher {
+    _inner: notify::RecommendedWatcher,
+    read_end: OwnedFd,
+    pub dir: PathBuf,
+}
+
+/// Events that may mean a file to ingest appeared or grew. Our own reads, deletes and moves
+/// out of the folder are ignored, so ingesting never wakes the worker again.
+fn interesting(ev: &Event) -> bool {
+    let kind_ok = match ev.kind {
+        EventKind::Create(_) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    };
+    kind_ok
+        && ev.paths.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !is_temporary_name(n))
+        })
+}
+
+impl Watcher {
+    pub fn new(dir: &Path) -> Result<Watcher, String> {
+        let mut fds = [0 as RawFd; 2];
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(format!("pipe2: {}", std::io::Error::last_os_error()));
+        }
+        let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        let mut inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
+            if res.as_ref().map(interesting).unwrap_or(true) {
+                // A full pipe already means "wake up": ignore EAGAIN.
+                unsafe { libc::write(write_end.as_raw_fd(), b"!".as_ptr().cast(), 1) };
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        inner
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| e.to_string())?;
+        Ok(Watcher {
+            _inner: inner,
+            read_end,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.read_end.as_raw_fd()
+    }
+
+    /// Empties the pipe; true if any notification had arrived.
+    pub fn drain(&self) -> bool {
+        let mut any = false;
+        let mut buf = [0u8; 256];
+        loop {
+            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return any;
+            }
+            any = true;
+        }
+    }
+}
