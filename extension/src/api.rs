@@ -27,6 +27,7 @@ fn ingest_status() -> TableIterator<
     'static,
     (
         name!(state, String),
+        name!(paused, bool),
         name!(worker_pid, Option<i32>),
         name!(database, String),
         name!(input_dir, String),
@@ -76,6 +77,7 @@ fn ingest_status() -> TableIterator<
     let row = if !shared::preloaded() {
         (
             WorkerState::Stopped.name().into(),
+            paused,
             None,
             database,
             input_dir,
@@ -115,6 +117,7 @@ fn ingest_status() -> TableIterator<
             .then(|| ((now - s.oldest_pending_at) as f64 / 1e6).max(0.0));
         (
             state.name().into(),
+            paused,
             (s.pid != 0).then_some(s.pid),
             database,
             input_dir,

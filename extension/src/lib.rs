@@ -31,7 +31,9 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
-mod tests;
+mod tests {
+    include!("tests.rs");
+}
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
@@ -40,6 +42,9 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'ecommerce_ingest'"]
+        vec![
+            "shared_preload_libraries = 'ecommerce_ingest'",
+            "ecommerce_ingest.database = 'pgrx_tests'",
+        ]
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ProcessedAction {
+    #[name = c"keep"]
     Keep,
+    #[name = c"archive"]
     Archive,
+    #[name = c"delete"]
     Delete,
 }
 

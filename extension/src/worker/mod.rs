@@ -357,7 +357,6 @@ impl Worker {
         todo.truncate(st.max_files_per_trigger);
 
         let (mut files, mut rows, mut rejected) = (0i32, 0i64, 0i64);
-        let mut done_names = 0usize;
         for (cand, young) in &todo {
             pg_sys::check_for_interrupts!();
             let before = self
@@ -372,11 +371,12 @@ impl Worker {
                     rows: r,
                     rejected: j,
                 } => {
-                    files += 1;
+                    let status = entry.status;
+                    if r + j > 0 || status == Status::Failed {
+                        files += 1;
+                    }
                     rows += r;
                     rejected += j;
-                    done_names += 1;
-                    let status = entry.status;
                     self.remember(&cand.name, entry);
                     self.settled(&cand.name);
                     match status {
@@ -454,7 +454,7 @@ impl Worker {
         } else {
             0.0
         };
-        if done_names > 0 {
+        if files > 0 {
             let _ = transaction(|| {
                 Spi::run_with_args(
                     sql::INSERT_BATCH_LOG,
@@ -475,7 +475,7 @@ impl Worker {
         {
             let mut s = STATUS.exclusive();
             s.last_trigger_at = started_at;
-            if done_names > 0 {
+            if files > 0 {
                 s.last_batch_ms = ms;
                 s.last_batch_rows = rows;
                 s.rows_per_second = rps;
