@@ -146,7 +146,7 @@ fn set_paused(paused: bool) {
         &[paused.into()],
     )
     .unwrap_or_else(|e| error!("cannot change the paused state: {e}"));
-    shared::wake_worker(!paused);
+    shared::wake_worker_at_commit();
 }
 
 /// Pauses ingestion before the next file; survives restarts. Returns the new state.
@@ -209,8 +209,10 @@ fn ingest_retry(file_name: &str) -> String {
     )
     .unwrap_or_else(|e| error!("ingest_retry: {e}"));
     if shared::preloaded() {
-        STATUS.exclusive().ledger_generation += 1;
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
+            STATUS.exclusive().ledger_generation += 1;
+        });
     }
-    shared::wake_worker(true);
+    shared::wake_worker_at_commit();
     format!("{file_name} will be ingested again")
 }

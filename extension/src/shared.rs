@@ -119,3 +119,13 @@ pub fn wake_worker(trigger: bool) -> bool {
     unsafe { pg_sys::SetLatch(s.latch as *mut pg_sys::Latch) };
     true
 }
+
+/// Wakes the worker once the current transaction commits, so it sees what the transaction
+/// wrote (waking it earlier would let it read the old state and sleep again).
+pub fn wake_worker_at_commit() {
+    if preloaded() {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
+            wake_worker(true);
+        });
+    }
+}

@@ -11,10 +11,19 @@ fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(q: &str) -> T {
 #[pg_test]
 fn status_is_one_row_naming_the_settings() {
     assert_eq!(one::<i64>("SELECT count(*) FROM ingest_status()"), 1);
-    assert_eq!(one::<String>("SELECT trigger_interval FROM ingest_status()"), "10s");
-    assert_eq!(one::<String>("SELECT database FROM ingest_status()"), "pgrx_tests");
+    assert_eq!(
+        one::<String>("SELECT trigger_interval FROM ingest_status()"),
+        "10s"
+    );
+    assert_eq!(
+        one::<String>("SELECT database FROM ingest_status()"),
+        "pgrx_tests"
+    );
     let state = one::<String>("SELECT state FROM ingest_status()");
-    assert!(["running", "waiting", "no_worker"].contains(&state.as_str()), "{state}");
+    assert!(
+        ["running", "waiting", "no_worker"].contains(&state.as_str()),
+        "{state}"
+    );
     assert!(!one::<String>("SELECT detail FROM ingest_status()").is_empty());
     assert_eq!(one::<i64>("SELECT rows_ingested FROM ingest_status()"), 0);
 }
@@ -54,12 +63,18 @@ fn status_counts_the_ledger() {
 
 #[pg_test]
 fn retry_forgets_a_failed_file_only() {
-    Spi::run("INSERT INTO ingest_ledger (file_name, status, size) VALUES ('bad.csv', 'failed', 3)").unwrap();
-    assert_eq!(one::<String>("SELECT ingest_retry('bad.csv')"), "bad.csv will be ingested again");
+    Spi::run("INSERT INTO ingest_ledger (file_name, status, size) VALUES ('bad.csv', 'failed', 3)")
+        .unwrap();
+    assert_eq!(
+        one::<String>("SELECT ingest_retry('bad.csv')"),
+        "bad.csv will be ingested again"
+    );
     assert_eq!(one::<i64>("SELECT count(*) FROM ingest_ledger"), 0);
 }
 
-#[pg_test(error = "ingest_retry: file \"ok.csv\" is done with 5 rows committed; retrying it would ingest them twice. Rename the file to ingest its content as a new file.")]
+#[pg_test(
+    error = "ingest_retry: file \"ok.csv\" is done with 5 rows committed; retrying it would ingest them twice. Rename the file to ingest its content as a new file."
+)]
 fn retry_refuses_a_done_file() {
     Spi::run("INSERT INTO ingest_ledger (file_name, status, size, rows_ok) VALUES ('ok.csv', 'done', 3, 5)").unwrap();
     Spi::run("SELECT ingest_retry('ok.csv')").unwrap();
@@ -111,10 +126,19 @@ fn the_reference_queries_run_unchanged() {
 
 #[pg_test]
 fn settings_have_documented_defaults() {
-    assert_eq!(one::<String>("SHOW ecommerce_ingest.trigger_interval"), "10s");
+    assert_eq!(
+        one::<String>("SHOW ecommerce_ingest.trigger_interval"),
+        "10s"
+    );
     assert_eq!(one::<String>("SHOW ecommerce_ingest.file_pattern"), "*.csv");
-    assert_eq!(one::<String>("SHOW ecommerce_ingest.processed_action"), "keep");
-    assert_eq!(one::<String>("SHOW ecommerce_ingest.max_files_per_trigger"), "1000");
+    assert_eq!(
+        one::<String>("SHOW ecommerce_ingest.processed_action"),
+        "keep"
+    );
+    assert_eq!(
+        one::<String>("SHOW ecommerce_ingest.max_files_per_trigger"),
+        "1000"
+    );
     assert_eq!(one::<String>("SHOW ecommerce_ingest.chunk_size"), "64MB");
     assert_eq!(one::<String>("SHOW ecommerce_ingest.min_file_age"), "1s");
     assert_eq!(one::<String>("SHOW ecommerce_ingest.batch_rows"), "10000");
@@ -191,5 +215,8 @@ fn admin_can_pause_resume_and_trigger() {
     assert_eq!(one::<String>("SELECT ingest_resume()"), "running");
     let _ = one::<String>("SELECT ingest_trigger()");
     Spi::run("RESET ROLE").unwrap();
-    assert_eq!(one::<String>("SELECT changed_by FROM ingest_control"), "postgres");
+    assert_eq!(
+        one::<String>("SELECT changed_by FROM ingest_control"),
+        "postgres"
+    );
 }
