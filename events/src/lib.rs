@@ -2,6 +2,7 @@
 //! the schema, CSV parsing and validation, and input-file selection. Free of PostgreSQL.
 
 pub mod header;
+pub mod pgcopy;
 pub mod reader;
 pub mod schema;
 pub mod select;

@@ -70,16 +70,36 @@ pub struct Record<'a> {
     pub outcome: Outcome<'a>,
 }
 
-/// Counts and hashes every byte handed to the CSV parser.
+/// Hashes every byte of the file handed to the CSV parser, and keeps a copy of the last chunk
+/// so the reader can look at the bytes around a record without a system call.
 struct HashingRead {
     inner: File,
     hasher: XxHash3_64,
+    /// Feed the parser one newline (not part of the file, not hashed) before the file's bytes:
+    /// the parser strips a UTF-8 byte-order mark at the very start of its input, which must only
+    /// happen before the header, never before a record we resume at.
+    lead: bool,
+    /// File offset of the next byte `inner` returns.
+    pos: u64,
+    window: Vec<u8>,
+    window_start: u64,
 }
 
 impl Read for HashingRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.lead && !buf.is_empty() {
+            self.lead = false;
+            buf[0] = b'\n';
+            return Ok(1);
+        }
         let n = self.inner.read(buf)?;
-        self.hasher.write(&buf[..n]);
+        if n > 0 {
+            self.hasher.write(&buf[..n]);
+            self.window.clear();
+            self.window.extend_from_slice(&buf[..n]);
+            self.window_start = self.pos;
+            self.pos += n as u64;
+        }
         Ok(n)
     }
 }
@@ -169,11 +189,19 @@ impl EventReader {
             return Err(OpenError::Header(HeaderError::Empty));
         }
         let map = HeaderMap::from_record(&rec).map_err(OpenError::Header)?;
-        let after_header = Resume {
+        let mut after_header = Resume {
             byte: head.position().byte(),
             line: head.position().line(),
         };
         drop(head);
+        // The parser ends a record at a CR and leaves the LF of a CRLF for the next read.
+        if after_header.byte > 0
+            && byte_at(&file, after_header.byte - 1) == Some(b'\r')
+            && byte_at(&file, after_header.byte) == Some(b'\n')
+        {
+            after_header.byte += 1;
+            after_header.line += 1;
+        }
         let start = match resume {
             Some(r) if r.byte > after_header.byte => r,
             _ => after_header,
@@ -191,7 +219,14 @@ impl EventReader {
             hasher.write(&buf[..n]);
         }
         inner.seek(SeekFrom::Start(start.byte))?;
-        let rdr = builder().from_reader(HashingRead { inner, hasher });
+        let rdr = builder().from_reader(HashingRead {
+            inner,
+            hasher,
+            lead: true,
+            pos: start.byte,
+            window: Vec::new(),
+            window_start: start.byte,
+        });
         Ok(EventReader {
             rdr,
             raw_file,
@@ -236,9 +271,15 @@ impl EventReader {
         self.eof.then(|| self.rdr.get_ref().hasher.finish())
     }
 
-    /// The exact bytes of a record, capped, as text (invalid UTF-8 replaced, NUL shown as \0).
+    /// The exact bytes of a record without its line terminator, capped, as text (invalid UTF-8
+    /// replaced, NUL shown as \0, `…` appended when cut).
     pub fn raw_text(&self, start: u64, end: u64) -> String {
-        let len = (end.saturating_sub(start) as usize).min(self.raw_cap);
+        let mut stop = end;
+        while stop > start && matches!(self.byte_at(stop - 1), Some(b'\n' | b'\r')) {
+            stop -= 1;
+        }
+        let full = (stop - start) as usize;
+        let len = full.min(self.raw_cap);
         let mut buf = vec![0u8; len];
         let mut got = 0;
         while got < len {
@@ -248,22 +289,78 @@ impl EventReader {
             }
         }
         buf.truncate(got);
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
+        let cut = got < full;
+        if cut {
+            // Do not split a character at the cap.
+            if let Err(e) = std::str::from_utf8(&buf) {
+                if e.error_len().is_none() {
+                    buf.truncate(e.valid_up_to());
+                }
+            }
         }
         let s = String::from_utf8_lossy(&buf).replace('\0', "\\0");
-        if (end - start) as usize > self.raw_cap {
+        if cut {
             format!("{s}…")
         } else {
             s
         }
     }
 
-    fn last_byte_is_newline(&self, end: u64) -> bool {
-        let mut b = [0u8; 1];
-        end > 0
-            && matches!(self.raw_file.read_at(&mut b, end - 1), Ok(1))
-            && matches!(b[0], b'\n' | b'\r')
+    /// The byte at file offset `off`, from the parser's last chunk if it is there.
+    fn byte_at(&self, off: u64) -> Option<u8> {
+        let src = self.rdr.get_ref();
+        if let Some(&b) = off
+            .checked_sub(src.window_start)
+            .and_then(|i| src.window.get(usize::try_from(i).ok()?))
+        {
+            return Some(b);
+        }
+        byte_at(&self.raw_file, off)
+    }
+
+    /// True if the record `[start, end)` ends inside a quoted field: the parser stopped only
+    /// because the file ended, so the record is not complete (the same rules as the parser:
+    /// a quote opens a field only at its start, `""` inside quotes is a quote).
+    fn ends_in_open_quote(&self, start: u64, end: u64) -> bool {
+        #[derive(Clone, Copy, PartialEq)]
+        enum S {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            QuoteInQuoted,
+        }
+        let mut s = S::FieldStart;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut off = start;
+        while off < end {
+            let want = ((end - off) as usize).min(buf.len());
+            let n = match self.raw_file.read_at(&mut buf[..want], off) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for &b in &buf[..n] {
+                s = match (s, b) {
+                    (S::FieldStart, b'"') => S::Quoted,
+                    (S::Quoted, b'"') => S::QuoteInQuoted,
+                    (S::Quoted, _) => S::Quoted,
+                    (S::QuoteInQuoted, b'"') => S::Quoted,
+                    (_, b',') => S::FieldStart,
+                    _ => S::Unquoted,
+                };
+            }
+            off += n as u64;
+        }
+        s == S::Quoted
+    }
+
+    /// File offset and line of a parser position. The parser's input is one lead newline
+    /// followed by the file from `base_byte` (line `base_line`).
+    fn locate(&self, p: &csv::Position) -> (u64, u64) {
+        if p.byte() == 0 {
+            (self.base_byte, self.base_line)
+        } else {
+            (self.base_byte + p.byte() - 1, self.base_line + p.line() - 2)
+        }
     }
 
     /// The next record, validated. `None` at the end of the file.
@@ -275,16 +372,32 @@ impl EventReader {
             self.eof = true;
             return Ok(None);
         }
-        let pos = self.rec.position().expect("csv records carry positions");
-        let start = self.base_byte + pos.byte();
-        let line = self.base_line + pos.line() - 1;
-        let after = self.rdr.position();
-        let end = self.base_byte + after.byte();
+        let pos = self
+            .rec
+            .position()
+            .expect("csv records carry positions")
+            .clone();
+        // The record's position is where the parser started reading: skip the blank lines and
+        // the LF of a previous CRLF that it skipped before the record.
+        let (mut start, mut line) = self.locate(&pos);
+        while let Some(b @ (b'\r' | b'\n')) = self.byte_at(start) {
+            line += (b == b'\n') as u64;
+            start += 1;
+        }
+        let (mut end, mut end_line) = self.locate(self.rdr.position());
+        // A record ending in CR: its CRLF's LF is part of its line terminator.
+        if end > start && self.byte_at(end - 1) == Some(b'\r') && self.byte_at(end) == Some(b'\n') {
+            end += 1;
+            end_line += 1;
+        }
         self.last = Resume {
             byte: end,
-            line: self.base_line + after.line() - 1,
+            line: end_line,
         };
-        let terminated = end < self.size || self.last_byte_is_newline(end);
+        let terminated = end < self.size
+            || (end > 0
+                && matches!(self.byte_at(end - 1), Some(b'\n' | b'\r'))
+                && !self.ends_in_open_quote(start, end));
         let outcome = if self.rec.len() != self.map.width() {
             let error = RowError {
                 column: None,
@@ -329,6 +442,12 @@ impl EventReader {
             outcome,
         }))
     }
+}
+
+/// The byte at offset `off` of `file`, if it has one.
+fn byte_at(file: &File, off: u64) -> Option<u8> {
+    let mut b = [0u8; 1];
+    matches!(file.read_at(&mut b, off), Ok(1)).then_some(b[0])
 }
 
 /// XXH3-64 of a whole file (the same hash `EventReader::content_hash` gives), never following

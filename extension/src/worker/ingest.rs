@@ -1,12 +1,13 @@
 //! Ingesting one file: parse, validate, insert in batches, and commit each chunk together with
 //! its rejects and the ledger row that records the byte offset reached.
 
+use super::copy::copy_into_user_events;
 use super::ledger::{self, Entry, Status, Update};
 use super::sql;
 use super::txn::{subtransaction, transaction, DbError};
 use crate::settings::Settings;
-use ecommerce_events::{Candidate, EventReader, OpenError, Outcome, Resume, ValidRow};
-use pgrx::datum::TimestampWithTimeZone;
+use ecommerce_events::pgcopy::CopyEncoder;
+use ecommerce_events::{Candidate, EventReader, OpenError, Outcome, Resume};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -30,85 +31,6 @@ pub enum FileOutcome {
         rejected: i64,
         entry: Option<Entry>,
     },
-}
-
-/// Column-wise buffers for one INSERT statement; reused from batch to batch.
-#[derive(Default)]
-struct Batch {
-    user_id: Vec<String>,
-    event_type: Vec<&'static str>,
-    product_id: Vec<String>,
-    product_name: Vec<String>,
-    category: Vec<String>,
-    price_cents: Vec<i64>,
-    ts: Vec<TimestampWithTimeZone>,
-    session_id: Vec<String>,
-    device: Vec<&'static str>,
-    line: Vec<i64>,
-}
-
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-impl Batch {
-    fn len(&self) -> usize {
-        self.line.len()
-    }
-    fn push(&mut self, r: &ValidRow<'_>, line: u64) {
-        self.user_id.push(r.user_id.to_owned());
-        self.event_type.push(r.event_type.as_str());
-        self.product_id.push(r.product_id.to_owned());
-        self.product_name.push(r.product_name.to_owned());
-        self.category.push(r.product_category.to_owned());
-        self.price_cents.push(r.price.cents());
-        self.ts.push(
-            TimestampWithTimeZone::try_from(r.event_timestamp_us - PG_EPOCH_US)
-                .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0).unwrap()),
-        );
-        self.session_id.push(r.session_id.to_owned());
-        self.device.push(r.device_type.as_str());
-        self.line.push(line as i64);
-    }
-    fn clear(&mut self) {
-        self.user_id.clear();
-        self.event_type.clear();
-        self.product_id.clear();
-        self.product_name.clear();
-        self.category.clear();
-        self.price_cents.clear();
-        self.ts.clear();
-        self.session_id.clear();
-        self.device.clear();
-        self.line.clear();
-    }
-    /// Inserts rows `range` of the batch with one statement.
-    fn insert(
-        &self,
-        client: &mut SpiClient<'_>,
-        file: &str,
-        r: std::ops::Range<usize>,
-    ) -> Result<(), pgrx::spi::Error> {
-        fn strs(v: &[String], r: std::ops::Range<usize>) -> Vec<&str> {
-            v[r].iter().map(String::as_str).collect()
-        }
-        client.update(
-            sql::INSERT_EVENTS,
-            None,
-            &[
-                strs(&self.user_id, r.clone()).into(),
-                self.event_type[r.clone()].to_vec().into(),
-                strs(&self.product_id, r.clone()).into(),
-                strs(&self.product_name, r.clone()).into(),
-                strs(&self.category, r.clone()).into(),
-                self.price_cents[r.clone()].to_vec().into(),
-                self.ts[r.clone()].to_vec().into(),
-                strs(&self.session_id, r.clone()).into(),
-                self.device[r.clone()].to_vec().into(),
-                file.into(),
-                self.line[r.clone()].to_vec().into(),
-            ],
-        )?;
-        Ok(())
-    }
 }
 
 #[derive(Default)]
@@ -149,36 +71,37 @@ fn raise(e: impl std::fmt::Display) -> ! {
     error!("{e}")
 }
 
-/// Inserts the batch; if the database refuses it for a row's values (a constraint or trigger),
-/// each row is retried alone and only the refused rows become rejects.
-fn flush_rows(
-    client: &mut SpiClient<'_>,
-    file: &str,
-    batch: &mut Batch,
-    rejects: &mut Rejects,
-) -> i64 {
-    if batch.len() == 0 {
+/// Valid rows waiting for the next COPY: the binary stream and each row's line number.
+#[derive(Default)]
+struct Batch {
+    copy: CopyEncoder,
+    lines: Vec<u64>,
+    one: Vec<u8>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+/// Inserts the batch with one COPY; if the database refuses it for a row's values (a
+/// constraint or trigger), each row is retried alone and only the refused rows become rejects.
+fn flush_rows(batch: &mut Batch, rejects: &mut Rejects) -> i64 {
+    let n = batch.len();
+    if n == 0 {
         return 0;
     }
-    let n = batch.len();
-    let whole = subtransaction(|| {
-        batch
-            .insert(client, file, 0..n)
-            .unwrap_or_else(|e| raise(e))
-    });
-    let inserted = match whole {
-        Ok(()) => n as i64,
+    let inserted = match subtransaction(|| copy_into_user_events(batch.copy.finish())) {
+        Ok(_) => n as i64,
         Err(e) if e.is_row_level() => {
             let mut ok = 0;
             for i in 0..n {
-                match subtransaction(|| {
-                    batch
-                        .insert(client, file, i..i + 1)
-                        .unwrap_or_else(|e| raise(e))
-                }) {
-                    Ok(()) => ok += 1,
+                batch.copy.single(i, &mut batch.one);
+                match subtransaction(|| copy_into_user_events(&batch.one)) {
+                    Ok(_) => ok += 1,
                     Err(e) if e.is_row_level() => rejects.push(
-                        batch.line[i] as u64,
+                        batch.lines[i],
                         None,
                         format!("refused by the database: {e}"),
                         None,
@@ -190,7 +113,8 @@ fn flush_rows(
         }
         Err(e) => raise(e),
     };
-    batch.clear();
+    batch.copy.clear();
+    batch.lines.clear();
     inserted
 }
 
@@ -257,7 +181,10 @@ pub fn ingest_file(
     let extra: Vec<String> = reader.header().extra_columns().to_vec();
     let mut entry = before.cloned();
     let (mut rows, mut rejected) = (0i64, 0i64);
-    let mut batch = Batch::default();
+    let mut batch = Batch {
+        copy: CopyEncoder::new(),
+        ..Default::default()
+    };
     loop {
         let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
         let step = transaction(|| {
@@ -346,9 +273,10 @@ fn chunk(
         let end = rec.end;
         match rec.outcome {
             Outcome::Valid(row) => {
-                batch.push(&row, rec.line);
+                batch.copy.push(&row, file, rec.line);
+                batch.lines.push(rec.line);
                 if batch.len() >= st.batch_rows {
-                    rows += flush_rows(client, file, batch, &mut rejects);
+                    rows += flush_rows(batch, &mut rejects);
                 }
             }
             Outcome::Rejected { error, raw } => {
@@ -359,7 +287,7 @@ fn chunk(
             break;
         }
     }
-    rows += flush_rows(client, file, batch, &mut rejects);
+    rows += flush_rows(batch, &mut rejects);
     n_rejected += rejects.line.len() as i64;
     rejects.flush(client, file).unwrap_or_else(|e| raise(e));
 

@@ -1,6 +1,7 @@
 //! The background worker: wakes on notifications, ingest_trigger() or the trigger interval,
 //! scans the input folder, and ingests what is new, file by file.
 
+mod copy;
 mod files;
 mod ingest;
 mod ledger;

@@ -6,16 +6,6 @@ pub const EXTENSION_OID: &str =
 
 pub const PAUSED: &str = "SELECT paused FROM public.ingest_control";
 
-/// $1..$9: the nine contract columns as arrays; $10 file name; $11 line numbers.
-pub const INSERT_EVENTS: &str = "
-INSERT INTO public.user_events
-    (user_id, event_type, product_id, product_name, product_category, price,
-     event_timestamp, session_id, device_type, source_file, source_line)
-SELECT u, e, p, n, c, pr / 100.0, ts, s, d, $10, l
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
-              $7::timestamptz[], $8::text[], $9::text[], $11::int8[])
-       AS t(u, e, p, n, c, pr, ts, s, d, l)";
-
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
 SELECT $1, l, c, r, w FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS t(l, c, r, w)";
