@@ -106,12 +106,12 @@ fn flush_rows(batch: &mut Batch, rejects: &mut Rejects) -> i64 {
                         format!("refused by the database: {e}"),
                         None,
                     ),
-                    Err(e) => raise(e),
+                    Err(e) => e.raise(),
                 }
             }
             ok
         }
-        Err(e) => raise(e),
+        Err(e) => e.raise(),
     };
     batch.copy.clear();
     batch.lines.clear();
@@ -281,6 +281,10 @@ fn chunk(
             }
             Outcome::Rejected { error, raw } => {
                 rejects.push(rec.line, error.column, error.message, Some(raw));
+                if rejects.line.len() >= st.batch_rows {
+                    n_rejected += rejects.line.len() as i64;
+                    rejects.flush(client, file).unwrap_or_else(|e| raise(e));
+                }
             }
         }
         if end - start.byte >= st.chunk_bytes {

@@ -97,6 +97,8 @@ struct Worker {
     said: HashMap<String, String>,
     /// Changed files already reported, by (size, mtime).
     changed_seen: HashMap<String, (u64, i64)>,
+    /// Files whose last chunk failed in the database: not before this instant; failure count.
+    backoff: HashMap<String, (Instant, u32)>,
 }
 
 fn now_ns() -> i64 {
@@ -117,7 +119,13 @@ fn set_state(state: WorkerState) {
 impl Worker {
     /// Logs `msg` under `topic` unless it is what was said last time; also the status' last error.
     fn say(&mut self, topic: &str, msg: String, is_error: bool) {
-        if self.said.get(topic) == Some(&msg) {
+        let key = msg.clone();
+        self.say_keyed(topic, key, msg, is_error)
+    }
+
+    /// Like `say`, but repeats are recognised by `key` (messages may hold changing values).
+    fn say_keyed(&mut self, topic: &str, key: String, msg: String, is_error: bool) {
+        if self.said.get(topic) == Some(&key) {
             return;
         }
         if is_error {
@@ -126,7 +134,7 @@ impl Worker {
         } else {
             log!("ecommerce_ingest: {msg}");
         }
-        self.said.insert(topic.to_string(), msg);
+        self.said.insert(topic.to_string(), key);
     }
 
     fn settled(&mut self, topic: &str) {
@@ -360,6 +368,13 @@ impl Worker {
         let (mut files, mut rows, mut rejected) = (0i32, 0i64, 0i64);
         for (cand, young) in &todo {
             pg_sys::check_for_interrupts!();
+            if self
+                .backoff
+                .get(&cand.name)
+                .is_some_and(|b| b.0 > Instant::now())
+            {
+                continue;
+            }
             let before = self
                 .ledger
                 .as_ref()
@@ -380,6 +395,7 @@ impl Worker {
                     rejected += j;
                     self.remember(&cand.name, entry);
                     self.settled(&cand.name);
+                    self.backoff.remove(&cand.name);
                     match status {
                         Status::Done => self.after_done(st, &cand.name),
                         Status::Failed => self.after_failed(st, &cand.name),
@@ -419,16 +435,38 @@ impl Worker {
                     if let Some(e) = entry {
                         self.remember(&cand.name, e);
                     }
-                    self.say(
+                    // Back off: 1 s, 2 s, 4 s ... up to a minute between attempts.
+                    let failures = self.backoff.get(&cand.name).map_or(0, |b| b.1) + 1;
+                    let delay =
+                        Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60));
+                    self.backoff
+                        .insert(cand.name.clone(), (Instant::now() + delay, failures));
+                    self.say_keyed(
                         &cand.name,
+                        format!("db:{}", error.sqlstate),
                         format!(
-                            "file {:?}: {error}; the chunk was rolled back and will be retried",
-                            cand.name
+                            "file {:?}: {error}; the chunk was rolled back and will be retried in {} s",
+                            cand.name,
+                            delay.as_secs()
                         ),
                         true,
                     );
                 }
             }
+        }
+
+        // Wake up when the first backed-off file may be retried.
+        let now_i = Instant::now();
+        self.backoff
+            .retain(|_, b| b.0 + Duration::from_secs(120) > now_i);
+        if let Some(d) = self
+            .backoff
+            .values()
+            .map(|b| b.0.saturating_duration_since(now_i))
+            .min()
+        {
+            let d = d.max(Duration::from_millis(1));
+            wake_in = Some(wake_in.map_or(d, |w| w.min(d)));
         }
 
         // Pending: files that still have bytes to read.

@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 pub struct DbError {
     pub sqlstate: String,
     pub message: String,
+    code: i32,
 }
 
 impl DbError {
@@ -20,6 +21,19 @@ impl DbError {
         self.sqlstate.starts_with("22")
             || self.sqlstate.starts_with("23")
             || self.sqlstate.starts_with("P0")
+    }
+}
+
+impl DbError {
+    /// Raises this error again as a PostgreSQL ERROR with its original SQLSTATE.
+    pub fn raise(&self) -> ! {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::from(self.code),
+            self.message.clone(),
+            "ecommerce_ingest",
+        )
+        .report(pgrx::PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
     }
 }
 
@@ -39,9 +53,15 @@ fn caught(e: CaughtError) -> DbError {
                 message.push_str(": ");
                 message.push_str(d);
             }
+            let code = r.sql_error_code() as i32;
+            // The five-character SQLSTATE, e.g. 23514.
+            let sqlstate = unsafe { std::ffi::CStr::from_ptr(pg_sys::unpack_sql_state(code)) }
+                .to_string_lossy()
+                .into_owned();
             DbError {
-                sqlstate: format!("{:?}", r.sql_error_code()),
+                sqlstate,
                 message,
+                code,
             }
         }
     }
