@@ -13,5 +13,8 @@ pub use reader::{EventReader, OpenError, Outcome, Record, Resume, RAW_TEXT_CAP};
 pub use schema::{
     header_line, is_temporary_name, Column, DeviceType, Event, EventType, Price, COLUMNS,
 };
-pub use select::{list_dir, Candidate, FilePattern, Listing, Skipped};
+pub use select::{
+    classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
+    Listing, Skipped,
+};
 pub use validate::{parse_price, parse_timestamp, validate, RowError, ValidRow};

@@ -19,6 +19,9 @@ pub struct Resume {
     pub line: u64,
 }
 
+/// Longest header line accepted.
+pub const HEADER_MAX: u64 = 64 * 1024;
+
 /// Default cap on the raw text kept for a rejected row.
 pub const RAW_TEXT_CAP: usize = 1024;
 
@@ -183,10 +186,17 @@ impl EventReader {
         let raw_file = file.try_clone()?;
         let mut hasher = XxHash3_64::default();
         // The header always comes from the start of the file.
-        let mut head = builder().from_reader((&file).take(u64::MAX));
+        // Read at most HEADER_MAX bytes for it, so a binary file cannot make us buffer it whole.
+        let mut head = builder().from_reader((&file).take(HEADER_MAX));
         let mut rec = ByteRecord::new();
         if !head.read_byte_record(&mut rec).map_err(csv_io)? {
             return Err(OpenError::Header(HeaderError::Empty));
+        }
+        if head.position().byte() >= HEADER_MAX {
+            return Err(OpenError::Header(HeaderError::NotText(format!(
+                "no header line within the first {} KiB",
+                HEADER_MAX / 1024
+            ))));
         }
         let map = HeaderMap::from_record(&rec).map_err(OpenError::Header)?;
         let mut after_header = Resume {

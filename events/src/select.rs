@@ -63,15 +63,56 @@ pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
+/// What one directory entry is, for the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file matching the pattern.
+    File(Candidate),
+    /// Matches the pattern but will never be read (symlink, FIFO, directory...).
+    Refused(Skipped),
+    /// Not for us (temporary name, other pattern) or gone.
+    Ignored,
+}
+
+/// Classifies `dir/name` with `lstat` (a symlink is reported as such, never followed).
+pub fn classify(dir: &Path, name: &str, pattern: &FilePattern) -> EntryKind {
+    if is_temporary_name(name) || !is_plain_name(name) || !pattern.matches(name) {
+        return EntryKind::Ignored;
+    }
+    let md = match fs::symlink_metadata(dir.join(name)) {
+        Ok(m) => m,
+        Err(_) => return EntryKind::Ignored, // removed between listing and stat
+    };
+    let ft = md.file_type();
+    if !ft.is_file() {
+        return EntryKind::Refused(Skipped {
+            name: name.to_string(),
+            reason: format!("not a regular file ({}); never read", file_kind(&ft)),
+        });
+    }
+    EntryKind::File(Candidate {
+        name: name.to_string(),
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        inode: md.ino(),
+    })
+}
+
+/// Orders files oldest first (modification time, then name).
+pub fn sort_oldest_first(files: &mut [Candidate]) {
+    files.sort_by(|a, b| {
+        a.mtime_ns
+            .cmp(&b.mtime_ns)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
 /// Lists `dir` (not recursively). Temporary names are ignored silently; symlinks and
 /// non-regular entries that match the pattern are reported in `skipped`, never followed.
 pub fn list_dir(dir: &Path, pattern: &FilePattern) -> io::Result<Listing> {
     let mut out = Listing::default();
     for entry in fs::read_dir(dir)? {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(_) => continue,
-        };
+        let Ok(entry) = entry else { continue };
         let os_name = entry.file_name();
         let Some(name) = os_name.to_str() else {
             let shown = os_name.to_string_lossy().into_owned();
@@ -83,33 +124,19 @@ pub fn list_dir(dir: &Path, pattern: &FilePattern) -> io::Result<Listing> {
             }
             continue;
         };
-        if is_temporary_name(name) || !is_plain_name(name) || !pattern.matches(name) {
-            continue;
+        match classify(dir, name, pattern) {
+            EntryKind::File(c) => out.files.push(c),
+            EntryKind::Refused(s) => out.skipped.push(s),
+            EntryKind::Ignored => {}
         }
-        // lstat: a symlink is reported as such, never followed.
-        let md = match fs::symlink_metadata(entry.path()) {
-            Ok(m) => m,
-            Err(_) => continue, // removed between listing and stat
-        };
-        let ft = md.file_type();
-        if !ft.is_file() {
-            out.skipped.push(Skipped {
-                name: name.to_string(),
-                reason: format!("not a regular file ({}); never read", file_kind(&ft)),
-            });
-            continue;
-        }
-        out.files.push(Candidate {
-            name: name.to_string(),
-            size: md.len(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            inode: md.ino(),
-        });
     }
-    out.files.sort_by(|a, b| {
-        a.mtime_ns
-            .cmp(&b.mtime_ns)
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    sort_oldest_first(&mut out.files);
     Ok(out)
+}
+
+/// Modification time of a directory (nanoseconds): it changes whenever an entry is added,
+/// removed or renamed, so an unchanged value means no new file appeared.
+pub fn dir_mtime_ns(dir: &Path) -> io::Result<i64> {
+    let md = fs::metadata(dir)?;
+    Ok(md.mtime() * 1_000_000_000 + md.mtime_nsec())
 }

@@ -1,5 +1,8 @@
-//! `DROP EXTENSION ecommerce_ingest` would drop `user_events` with it. This ProcessUtility hook
-//! refuses that while the table holds events, unless the user says CASCADE.
+//! A ProcessUtility hook for two statements about this extension:
+//! - `DROP EXTENSION ecommerce_ingest` would drop `user_events` with it: refused while the table
+//!   holds events, unless the user says CASCADE;
+//! - `CREATE EXTENSION ecommerce_ingest` wakes the worker when it commits, so ingestion starts at
+//!   once instead of at the next trigger interval.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -26,7 +29,17 @@ unsafe fn names_this_extension(stmt: *mut pg_sys::DropStmt) -> bool {
 }
 
 unsafe fn check(node: *mut pg_sys::Node) {
-    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_DropStmt {
+    if node.is_null() {
+        return;
+    }
+    if (*node).type_ == pg_sys::NodeTag::T_CreateExtensionStmt {
+        let stmt = node as *mut pg_sys::CreateExtensionStmt;
+        if CStr::from_ptr((*stmt).extname).to_bytes() == b"ecommerce_ingest" {
+            crate::shared::wake_worker_at_commit();
+        }
+        return;
+    }
+    if (*node).type_ != pg_sys::NodeTag::T_DropStmt {
         return;
     }
     let stmt = node as *mut pg_sys::DropStmt;

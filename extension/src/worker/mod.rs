@@ -11,12 +11,15 @@ mod watch;
 
 use crate::settings::{ProcessedAction, Settings};
 use crate::shared::{WorkerState, STATUS};
-use ecommerce_events::{list_dir, Candidate, FilePattern};
+use ecommerce_events::{
+    classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
+};
 use ingest::FileOutcome;
 use ledger::{Entry, Ledger, Status, Update};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use txn::transaction;
 
@@ -99,6 +102,10 @@ struct Worker {
     changed_seen: HashMap<String, (u64, i64)>,
     /// Files whose last chunk failed in the database: not before this instant; failure count.
     backoff: HashMap<String, (Instant, u32)>,
+    /// Folder, pattern and folder mtime of the last full scan.
+    scanned: Option<(PathBuf, String, i64)>,
+    /// Names that still need work (new, in progress, growing, retrying).
+    active: HashSet<String>,
 }
 
 fn now_ns() -> i64 {
@@ -254,6 +261,8 @@ impl Worker {
             }
             Ok(None) => {
                 self.ledger = None;
+                self.scanned = None;
+                self.watcher = None;
                 set_state(WorkerState::WaitingForExtension);
                 let db = crate::settings::database();
                 self.say(
@@ -261,11 +270,16 @@ impl Worker {
                     format!("waiting for CREATE EXTENSION ecommerce_ingest in database {db:?}"),
                     false,
                 );
-                return idle;
+                // CREATE EXTENSION wakes us at once; this is only a fallback.
+                return Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_secs(5)),
+                };
             }
             Ok(Some(p)) => p,
         };
         self.settled("control");
+        let loaded_now = loaded.is_some();
         if let Some(l) = loaded {
             self.ledger = Some(l);
             self.ledger_key = (oid, generation);
@@ -290,10 +304,12 @@ impl Worker {
             }
         };
         self.settled("pattern");
-        let listing = match list_dir(&st.input_dir, &pattern) {
-            Ok(l) => l,
+        let full = reason == "start" || reason == "manual" || loaded_now;
+        let candidates = match self.look(st, &pattern, full) {
+            Ok(c) => c,
             Err(e) => {
                 self.watcher = None;
+                self.scanned = None;
                 self.say(
                     "dir",
                     format!("input folder {}: {e}", st.input_dir.display()),
@@ -306,18 +322,6 @@ impl Worker {
             }
         };
         self.settled("dir");
-        self.ensure_watcher(&st.input_dir);
-
-        for sk in &listing.skipped {
-            let known = self
-                .ledger
-                .as_ref()
-                .and_then(|l| l.files.get(&sk.name))
-                .is_some();
-            if !known {
-                self.record_refused(st, &sk.name, 0, 0, &sk.reason);
-            }
-        }
 
         // Plan: which files need work, oldest first.
         let now = now_ns();
@@ -328,7 +332,7 @@ impl Worker {
             let d = Duration::from_nanos((mtime + min_age - now).max(1_000_000) as u64);
             wake_in = Some(wake_in.map_or(d, |w: Duration| w.min(d)));
         };
-        for cand in &listing.files {
+        for cand in &candidates {
             let young = now - cand.mtime_ns < min_age;
             let entry = self
                 .ledger
@@ -469,10 +473,11 @@ impl Worker {
             wake_in = Some(wake_in.map_or(d, |w| w.min(d)));
         }
 
-        // Pending: files that still have bytes to read.
+        // Files that still need attention stay active; pending ones still have bytes to read.
         let mut pending = 0i64;
         let mut oldest = i64::MAX;
-        for cand in &listing.files {
+        self.active.clear();
+        for cand in &candidates {
             let e = self.ledger.as_ref().and_then(|l| l.files.get(&cand.name));
             let waiting = match e {
                 None => true,
@@ -484,6 +489,9 @@ impl Worker {
             if waiting {
                 pending += 1;
                 oldest = oldest.min(cand.mtime_ns);
+            }
+            if waiting || e.is_some_and(|e| e.status == Status::Growing) {
+                self.active.insert(cand.name.clone());
             }
         }
         let elapsed = started.elapsed();
@@ -529,23 +537,63 @@ impl Worker {
         Next { backlog, wake_in }
     }
 
+    /// The files to consider in this trigger, oldest first. A full scan lists and stats the whole
+    /// folder; otherwise only the names notifications reported and the files still in progress
+    /// are looked at, so a trigger's cost does not grow with the files ingested before.
+    fn look(
+        &mut self,
+        st: &Settings,
+        pattern: &FilePattern,
+        mut full: bool,
+    ) -> std::io::Result<Vec<Candidate>> {
+        let dir = &st.input_dir;
+        let dir_mtime = dir_mtime_ns(dir)?;
+        self.ensure_watcher(dir);
+        let inbox = self.watcher.as_ref().map(|w| w.take_inbox());
+        full |= match (&inbox, &self.scanned) {
+            (None, _) | (_, None) => true,
+            (Some(i), Some((d, p, m))) => {
+                i.rescan || d != dir || *p != st.file_pattern || *m != dir_mtime
+            }
+        };
+        if full {
+            let listing = list_dir(dir, pattern)?;
+            for sk in &listing.skipped {
+                self.refused_once(&sk.name, &sk.reason);
+            }
+            self.scanned = Some((dir.clone(), st.file_pattern.clone(), dir_mtime));
+            return Ok(listing.files);
+        }
+        let mut names: HashSet<String> = inbox.map(|i| i.names).unwrap_or_default();
+        names.extend(self.active.iter().cloned());
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            match classify(dir, &name, pattern) {
+                EntryKind::File(c) => files.push(c),
+                EntryKind::Refused(sk) => self.refused_once(&sk.name, &sk.reason),
+                EntryKind::Ignored => {}
+            }
+        }
+        sort_oldest_first(&mut files);
+        Ok(files)
+    }
+
+    /// Records a non-regular entry (symlink, FIFO, directory) once in the ledger as failed.
+    fn refused_once(&mut self, name: &str, reason: &str) {
+        let known = self
+            .ledger
+            .as_ref()
+            .is_some_and(|l| l.files.contains_key(name));
+        if !known {
+            self.say(name, format!("file {name:?}: {reason}"), true);
+            self.record_refused_status(name, 0, 0, reason, Status::Failed);
+        }
+    }
+
     fn remember(&mut self, name: &str, e: Entry) {
         if let Some(l) = self.ledger.as_mut() {
             l.files.insert(name.to_string(), e);
         }
-    }
-
-    fn record_refused(
-        &mut self,
-        st: &Settings,
-        name: &str,
-        size: u64,
-        mtime_ns: i64,
-        reason: &str,
-    ) {
-        self.say(name, format!("file {name:?}: {reason}"), true);
-        self.record_refused_status(name, size, mtime_ns, reason, Status::Failed);
-        let _ = st;
     }
 
     fn record_refused_status(

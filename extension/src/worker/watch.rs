@@ -1,15 +1,28 @@
-//! File-system notifications. The `notify` thread only writes a byte to a pipe; the worker's
-//! main loop waits on that pipe with WaitLatchOrSocket. No PostgreSQL call ever happens here.
+//! File-system notifications. The `notify` thread only records the names it saw (plain Rust
+//! state) and writes a byte to a pipe; the worker's main loop waits on that pipe with
+//! WaitLatchOrSocket. No PostgreSQL call ever happens on that thread.
 
 use ecommerce_events::is_temporary_name;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
+use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What the notification thread saw since the last look.
+#[derive(Default)]
+pub struct Inbox {
+    /// Names of entries created, written, renamed or removed.
+    pub names: HashSet<String>,
+    /// Events were lost (queue overflow, watcher error): only a full scan is safe.
+    pub rescan: bool,
+}
 
 pub struct Watcher {
     _inner: notify::RecommendedWatcher,
     read_end: OwnedFd,
+    inbox: Arc<Mutex<Inbox>>,
     pub dir: PathBuf,
 }
 
@@ -40,8 +53,28 @@ impl Watcher {
         }
         let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
         let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let seen = Arc::clone(&inbox);
         let mut inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
-            if res.as_ref().map(interesting).unwrap_or(true) {
+            let wake = match &res {
+                Ok(ev) => {
+                    let mut inbox = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    if ev.need_rescan() {
+                        inbox.rescan = true;
+                    }
+                    for p in &ev.paths {
+                        if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                            inbox.names.insert(n.to_string());
+                        }
+                    }
+                    ev.need_rescan() || interesting(ev)
+                }
+                Err(_) => {
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
+                    true
+                }
+            };
+            if wake {
                 // A full pipe already means "wake up": ignore EAGAIN.
                 unsafe { libc::write(write_end.as_raw_fd(), b"!".as_ptr().cast(), 1) };
             }
@@ -53,12 +86,18 @@ impl Watcher {
         Ok(Watcher {
             _inner: inner,
             read_end,
+            inbox,
             dir: dir.to_path_buf(),
         })
     }
 
     pub fn fd(&self) -> RawFd {
         self.read_end.as_raw_fd()
+    }
+
+    /// Takes what the notification thread collected.
+    pub fn take_inbox(&self) -> Inbox {
+        std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Empties the pipe; true if any notification had arrived.
