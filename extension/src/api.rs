@@ -38,6 +38,7 @@ fn ingest_status() -> TableIterator<
         name!(rows_ingested, i64),
         name!(rows_rejected, i64),
         name!(last_trigger_at, Option<TimestampWithTimeZone>),
+        name!(last_trigger_ms, Option<f64>),
         name!(last_batch_ms, Option<f64>),
         name!(last_batch_rows, Option<i64>),
         name!(rows_per_second, Option<f64>),
@@ -94,6 +95,7 @@ fn ingest_status() -> TableIterator<
             None,
             None,
             None,
+            None,
             "no worker runs: ecommerce_ingest is not in shared_preload_libraries; add it there and restart the server".into(),
         )
     } else {
@@ -128,6 +130,7 @@ fn ingest_status() -> TableIterator<
             rows_ok,
             rows_rej,
             ts(s.last_trigger_at),
+            (s.last_trigger_at != 0).then_some(s.last_trigger_ms),
             (s.last_trigger_at != 0).then_some(s.last_batch_ms),
             (s.last_trigger_at != 0).then_some(s.last_batch_rows),
             (s.last_trigger_at != 0).then_some(s.rows_per_second),

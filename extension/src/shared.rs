@@ -43,6 +43,8 @@ pub struct Status {
     /// Bumped by ingest_retry(): the worker reloads its ledger cache.
     pub ledger_generation: u64,
     pub last_trigger_at: pg_sys::TimestampTz,
+    /// Duration of the last trigger, even one that found nothing (milliseconds).
+    pub last_trigger_ms: f64,
     pub last_batch_ms: f64,
     pub last_batch_rows: i64,
     pub rows_per_second: f64,
@@ -63,6 +65,7 @@ impl Default for Status {
             trigger_requested: false,
             ledger_generation: 0,
             last_trigger_at: 0,
+            last_trigger_ms: 0.0,
             last_batch_ms: 0.0,
             last_batch_rows: 0,
             rows_per_second: 0.0,

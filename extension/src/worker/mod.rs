@@ -522,6 +522,7 @@ impl Worker {
         {
             let mut s = STATUS.exclusive();
             s.last_trigger_at = started_at;
+            s.last_trigger_ms = ms;
             if files > 0 {
                 s.last_batch_ms = ms;
                 s.last_batch_rows = rows;

@@ -19,7 +19,8 @@ pub const LEDGER_UPSERT: &str = "
 INSERT INTO public.ingest_ledger AS l
     (file_name, status, size, mtime, content_hash, committed_offset, committed_line,
      rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), CASE WHEN $13 THEN now() END)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),
+        CASE WHEN $13 THEN clock_timestamp() END)
 ON CONFLICT (file_name) DO UPDATE SET
     status = EXCLUDED.status,
     size = EXCLUDED.size,
@@ -32,7 +33,7 @@ ON CONFLICT (file_name) DO UPDATE SET
     chunks = l.chunks + EXCLUDED.chunks,
     extra_columns = coalesce(EXCLUDED.extra_columns, l.extra_columns),
     error = EXCLUDED.error,
-    committed_at = now(),
+    committed_at = EXCLUDED.committed_at,
     finished_at = EXCLUDED.finished_at";
 
 pub const INSERT_BATCH_LOG: &str = "
