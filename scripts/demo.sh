@@ -43,13 +43,17 @@ echo "== starting the feeder into $DEMO/input"
 feeder_pid=$!
 
 while true; do
-  out=$("${PSQL[@]}" -x -c "SELECT state, worker_pid, files_ingested, files_pending, rows_ingested, rows_rejected,
+  status=$("${PSQL[@]}" -x -c "SELECT state, worker_pid, files_ingested, files_pending, rows_ingested, rows_rejected,
            last_trigger_at, round(last_batch_ms::numeric, 2) AS last_batch_ms, last_batch_rows,
            round(rows_per_second::numeric) AS rows_per_second, round(lag_seconds::numeric, 3) AS lag_seconds, last_error
-      FROM ingest_status()" \
-      -c "SELECT batch_id, trigger, files, rows, rejected, duration_ms FROM ingest_batches ORDER BY batch_id DESC LIMIT 5" 2>&1 || true)
+      FROM ingest_status()" 2>&1 || true)
+  batches=$("${PSQL[@]}" -c "SELECT batch_id, trigger, files, rows, rejected, duration_ms, rows_per_second
+      FROM ingest_batches ORDER BY batch_id DESC LIMIT 5" 2>&1 || true)
   if [ -t 1 ]; then clear; fi
   echo "ecommerce_ingest demo — psql -h 127.0.0.1 -p $PORT -U postgres   (Ctrl-C stops everything)"
-  echo "$out"
+  echo "$status"
+  echo
+  echo "last batches:"
+  echo "$batches"
   sleep 1
 done
