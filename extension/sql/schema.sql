@@ -91,7 +91,7 @@ CREATE TABLE ingest_control (
     changed_at timestamptz NOT NULL DEFAULT now(),
     changed_by text NOT NULL DEFAULT current_user
 );
-INSERT INTO ingest_control DEFAULT VALUES;
+-- No row until the first ingest_pause(): no row means running (and pg_dump can restore the row).
 
 -- pg_dump keeps the data of these tables (the extension's own objects are recreated by CREATE EXTENSION).
 SELECT pg_catalog.pg_extension_config_dump('user_events', '');

@@ -55,7 +55,7 @@ fn ingest_status() -> TableIterator<
                         (SELECT count(*) FILTER (WHERE status IN ('failed', 'changed')) FROM ingest_ledger),
                         (SELECT coalesce(sum(rows_ok), 0)::bigint FROM ingest_ledger),
                         (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM ingest_ledger),
-                        (SELECT paused FROM ingest_control)",
+                        (SELECT coalesce((SELECT paused FROM ingest_control), false))",
                 None,
                 &[],
             )?
@@ -145,7 +145,9 @@ fn ingest_status() -> TableIterator<
 
 fn set_paused(paused: bool) {
     Spi::run_with_args(
-        "UPDATE ingest_control SET paused = $1, changed_at = now(), changed_by = session_user",
+        "INSERT INTO ingest_control (paused, changed_at, changed_by) VALUES ($1, now(), session_user)
+         ON CONFLICT (singleton) DO UPDATE
+            SET paused = EXCLUDED.paused, changed_at = EXCLUDED.changed_at, changed_by = EXCLUDED.changed_by",
         &[paused.into()],
     )
     .unwrap_or_else(|e| error!("cannot change the paused state: {e}"));

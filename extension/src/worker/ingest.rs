@@ -24,6 +24,9 @@ pub enum FileOutcome {
     Paused,
     /// Not ready yet (too young to judge, or a transient read error): try again later.
     Wait(Option<String>),
+    /// The ledger in the database does not match the worker's copy (changed from outside,
+    /// e.g. a restore): nothing was written; reload the ledger and look again.
+    Stale,
     /// A chunk failed in the database and was rolled back; committed chunks stay.
     DbFailed {
         error: DbError,
@@ -127,6 +130,7 @@ struct ChunkResult {
 
 enum ChunkStep {
     Paused,
+    Stale,
     Committed(ChunkResult),
 }
 
@@ -204,6 +208,7 @@ pub fn ingest_file(
         });
         match step {
             Ok(ChunkStep::Paused) => return FileOutcome::Paused,
+            Ok(ChunkStep::Stale) => return FileOutcome::Stale,
             Ok(ChunkStep::Committed(c)) => {
                 rows += c.rows;
                 rejected += c.rejected;
@@ -250,6 +255,19 @@ fn chunk(
         return ChunkStep::Paused;
     }
     let file = cand.name.as_str();
+    // The ledger row, locked: it must say exactly what the worker's copy says, or another
+    // session changed it and resuming from our offset could ingest rows twice.
+    let row = client
+        .update(sql::LEDGER_OFFSET_FOR_UPDATE, None, &[file.into()])
+        .unwrap_or_else(|e| raise(e));
+    let in_db = if row.is_empty() {
+        None
+    } else {
+        row.first().get_one::<i64>().unwrap_or_else(|e| raise(e))
+    };
+    if in_db != before.map(|e| e.resume.byte as i64) {
+        return ChunkStep::Stale;
+    }
     let start = reader.position();
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);

@@ -344,6 +344,8 @@ impl Worker {
                 None => todo.push((cand, young)),
                 Some(e) => match e.status {
                     Status::Done if same(&e) => self.after_done(st, &cand.name),
+                    // Nothing was consumed from it (it was empty): new bytes are simply new.
+                    Status::Done if e.resume.byte == 0 => todo.push((cand, young)),
                     Status::Done => self.check_changed(st, cand, &e),
                     Status::Changed => {
                         if self.changed_seen.get(&cand.name) != Some(&(cand.size, cand.mtime_ns)) {
@@ -406,6 +408,18 @@ impl Worker {
                         Status::Growing => soon(cand.mtime_ns),
                         _ => {}
                     }
+                }
+                FileOutcome::Stale => {
+                    self.say(
+                        "stale",
+                        "the file ledger was changed by another session; reloading it".into(),
+                        false,
+                    );
+                    self.ledger = None;
+                    return Next {
+                        backlog: true,
+                        wake_in: None,
+                    };
                 }
                 FileOutcome::Paused => {
                     set_state(WorkerState::Paused);

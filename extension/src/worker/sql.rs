@@ -4,7 +4,11 @@
 pub const EXTENSION_OID: &str =
     "SELECT (SELECT oid::int8 FROM pg_catalog.pg_extension WHERE extname = 'ecommerce_ingest')";
 
-pub const PAUSED: &str = "SELECT paused FROM public.ingest_control";
+/// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
+pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";
+
+pub const LEDGER_OFFSET_FOR_UPDATE: &str =
+    "SELECT committed_offset FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE";
 
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
