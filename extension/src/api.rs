@@ -21,6 +21,8 @@ fn interval_text(ms: i32) -> String {
 }
 
 /// One row describing the pipeline: worker state, settings, counters, lag and the last error.
+// pgrx needs the column list spelled out in the signature (a type alias hides the names).
+#[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile)]
 #[search_path(public, pg_catalog, pg_temp)]
 fn ingest_status() -> TableIterator<
