@@ -1476,7 +1476,10 @@ fn a_binary_file_with_an_open_quote_is_refused_without_reading_it_whole() {
     std::fs::write(&path, &bytes).unwrap();
     match EventReader::open(&path, None) {
         Err(OpenError::Header(HeaderError::NotText(why))) => {
-            assert!(why.contains("no header line within the first 64 KiB"), "{why}")
+            assert!(
+                why.contains("no header line within the first 64 KiB"),
+                "{why}"
+            )
         }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a binary file was accepted"),
