@@ -123,6 +123,36 @@ fn set_state(state: WorkerState) {
     STATUS.exclusive().state = state;
 }
 
+/// What a trigger does with a file the ledger already knows.
+enum Plan {
+    Nothing,
+    Ingest,
+    /// Done and unchanged: only the processed action (archive/delete) may be due.
+    AfterDone,
+    /// Still young and fully read: look again once it is old enough.
+    LookAgainSoon,
+    /// Its size or mtime differ from what was ingested: same bytes, or changed content?
+    CheckChanged,
+}
+
+fn plan_known(e: &Entry, cand: &Candidate, young: bool, changed_seen: Option<&(u64, i64)>) -> Plan {
+    let same = e.size == cand.size && e.mtime_ns == cand.mtime_ns;
+    match e.status {
+        Status::Done if same => Plan::AfterDone,
+        // Nothing was consumed from it (it was empty): new bytes are simply new.
+        Status::Done if e.resume.byte == 0 => Plan::Ingest,
+        Status::Done => Plan::CheckChanged,
+        Status::Changed if changed_seen != Some(&(cand.size, cand.mtime_ns)) => Plan::CheckChanged,
+        Status::Changed => Plan::Nothing,
+        Status::Failed if same => Plan::Nothing,
+        Status::Failed | Status::Error => Plan::Ingest,
+        Status::Ingesting | Status::Growing if cand.size < e.resume.byte => Plan::CheckChanged,
+        Status::Ingesting => Plan::Ingest,
+        Status::Growing if cand.size > e.resume.byte || !young => Plan::Ingest,
+        Status::Growing => Plan::LookAgainSoon,
+    }
+}
+
 impl Worker {
     /// Logs `msg` under `topic` unless it is what was said last time; also the status' last error.
     fn say(&mut self, topic: &str, msg: String, is_error: bool) {
@@ -334,38 +364,25 @@ impl Worker {
         };
         for cand in &candidates {
             let young = now - cand.mtime_ns < min_age;
-            let entry = self
-                .ledger
-                .as_ref()
-                .and_then(|l| l.files.get(&cand.name))
-                .cloned();
-            let same = |e: &Entry| e.size == cand.size && e.mtime_ns == cand.mtime_ns;
-            match entry {
-                None => todo.push((cand, young)),
-                Some(e) => match e.status {
-                    Status::Done if same(&e) => self.after_done(st, &cand.name),
-                    // Nothing was consumed from it (it was empty): new bytes are simply new.
-                    Status::Done if e.resume.byte == 0 => todo.push((cand, young)),
-                    Status::Done => self.check_changed(st, cand, &e),
-                    Status::Changed => {
-                        if self.changed_seen.get(&cand.name) != Some(&(cand.size, cand.mtime_ns)) {
-                            self.check_changed(st, cand, &e)
-                        }
+            let plan = match self.ledger.as_ref().and_then(|l| l.files.get(&cand.name)) {
+                None => Plan::Ingest,
+                Some(e) => plan_known(e, cand, young, self.changed_seen.get(&cand.name)),
+            };
+            match plan {
+                Plan::Nothing => {}
+                Plan::Ingest => todo.push((cand, young)),
+                Plan::AfterDone => self.after_done(st, &cand.name),
+                Plan::LookAgainSoon => soon(cand.mtime_ns),
+                Plan::CheckChanged => {
+                    let e = self
+                        .ledger
+                        .as_ref()
+                        .and_then(|l| l.files.get(&cand.name))
+                        .cloned();
+                    if let Some(e) = e {
+                        self.check_changed(st, cand, &e);
                     }
-                    Status::Failed if same(&e) => {}
-                    Status::Failed | Status::Error => todo.push((cand, young)),
-                    Status::Ingesting | Status::Growing if cand.size < e.resume.byte => {
-                        self.check_changed(st, cand, &e)
-                    }
-                    Status::Ingesting => todo.push((cand, young)),
-                    Status::Growing => {
-                        if cand.size > e.resume.byte || !young {
-                            todo.push((cand, young));
-                        } else {
-                            soon(cand.mtime_ns);
-                        }
-                    }
-                },
+                }
             }
         }
         let backlog = todo.len() > st.max_files_per_trigger;
