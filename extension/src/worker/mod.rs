@@ -315,12 +315,13 @@ impl Worker {
             self.ledger_key = (oid, generation);
             self.changed_seen.clear();
         }
-        if paused {
-            set_state(WorkerState::Paused);
-            STATUS.exclusive().last_trigger_at = started_at;
-            return idle;
-        }
-        set_state(WorkerState::Running);
+        // Paused: still look at the folder, so files_pending and the lag stay true, but ingest
+        // nothing (and apply no processed action).
+        set_state(if paused {
+            WorkerState::Paused
+        } else {
+            WorkerState::Running
+        });
 
         let pattern = match FilePattern::new(&st.file_pattern) {
             Ok(p) => p,
@@ -362,7 +363,7 @@ impl Worker {
             let d = Duration::from_nanos((mtime + min_age - now).max(1_000_000) as u64);
             wake_in = Some(wake_in.map_or(d, |w: Duration| w.min(d)));
         };
-        for cand in &candidates {
+        for cand in candidates.iter().filter(|_| !paused) {
             let young = now - cand.mtime_ns < min_age;
             let plan = match self.ledger.as_ref().and_then(|l| l.files.get(&cand.name)) {
                 None => Plan::Ingest,
