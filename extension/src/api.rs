@@ -12,15 +12,17 @@ fn ts(t: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {
         .flatten()
 }
 
+/// A duration in PostgreSQL's own notation, as SHOW prints it: `10s`, `500ms`, `1h`, `2min`.
 fn interval_text(ms: i32) -> String {
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
+    match ms {
+        0 => "0".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}min", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
     }
 }
 
-/// One row describing the pipeline: worker state, settings, counters, lag and the last error.
 // pgrx needs the column list spelled out in the signature (a type alias hides the names).
 #[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile)]

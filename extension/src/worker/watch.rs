@@ -45,6 +45,28 @@ fn interesting(ev: &Event) -> bool {
         })
 }
 
+/// Blocks every signal in the calling thread until dropped (threads spawned meanwhile keep
+/// the full mask).
+struct BlockAllSignals(libc::sigset_t);
+
+impl BlockAllSignals {
+    fn new() -> Self {
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            BlockAllSignals(old)
+        }
+    }
+}
+
+impl Drop for BlockAllSignals {
+    fn drop(&mut self) {
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
 impl Watcher {
     pub fn new(dir: &Path) -> Result<Watcher, String> {
         let mut fds = [0 as RawFd; 2];
@@ -55,7 +77,10 @@ impl Watcher {
         let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let seen = Arc::clone(&inbox);
-        let mut inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
+        // The notification thread must never run a signal handler (those call PostgreSQL):
+        // it is created with every signal blocked, and inherits that mask.
+        let blocked = BlockAllSignals::new();
+        let inner = notify::recommended_watcher(move |res: notify::Result<Event>| {
             let wake = match &res {
                 Ok(ev) => {
                     let mut inbox = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -79,7 +104,9 @@ impl Watcher {
                 unsafe { libc::write(write_end.as_raw_fd(), b"!".as_ptr().cast(), 1) };
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string());
+        drop(blocked);
+        let mut inner = inner?;
         inner
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,801 @@
+//! End-to-end test harness: private PostgreSQL 15 clusters with `ecommerce_ingest`, an input
+//! folder, deterministic event files, and the expected rows computed from the files themselves.
+
+use ecommerce_events::{EventReader, Outcome};
+use postgres::{Client, NoTls};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Settings every cluster gets first (a test's own lines come later and win).
+pub const DEFAULT_CONF: [&str; 2] = [
+    "ecommerce_ingest.trigger_interval = '200ms'",
+    "ecommerce_ingest.min_file_age = '100ms'",
+];
+
+/// The columns of `user_events` compared with the files, in [`EventRow`] order.
+pub const EVENTS_QUERY: &str = "SELECT source_file, source_line, user_id, event_type, product_id,
+        product_name, product_category, price::text,
+        (extract(epoch FROM event_timestamp) * 1e6)::int8, session_id, device_type
+   FROM user_events ORDER BY source_file, source_line";
+
+/// Duplicated (file, line) pairs: must always be empty.
+pub const DUPLICATES_QUERY: &str = "SELECT source_file, source_line, count(*) FROM user_events
+  GROUP BY source_file, source_line HAVING count(*) > 1";
+
+pub struct ClusterOptions {
+    /// postgresql.conf lines, after [`DEFAULT_CONF`] (later lines win).
+    pub extra_conf: Vec<String>,
+    /// `false`: `shared_preload_libraries = ''` (no worker).
+    pub preload: bool,
+    /// Run `CREATE EXTENSION ecommerce_ingest` once connected.
+    pub create_extension: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            extra_conf: Vec::new(),
+            preload: true,
+            create_extension: true,
+        }
+    }
+}
+
+impl ClusterOptions {
+    pub fn with_conf(lines: &[&str]) -> Self {
+        ClusterOptions {
+            extra_conf: lines.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One row of `ingest_status()`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: String,
+    pub paused: bool,
+    pub worker_pid: Option<i32>,
+    pub database: String,
+    pub input_dir: String,
+    pub trigger_interval: String,
+    pub files_ingested: i64,
+    pub files_failed: i64,
+    pub files_pending: Option<i64>,
+    pub rows_ingested: i64,
+    pub rows_rejected: i64,
+    /// Microseconds since the Unix epoch.
+    pub last_trigger_at: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub last_error: Option<String>,
+    pub detail: String,
+}
+
+/// A valid event as the files say it should be stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventRow {
+    pub file: String,
+    pub line: i64,
+    pub user_id: String,
+    pub event_type: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub product_category: String,
+    /// `12.34`
+    pub price: String,
+    /// UTC microseconds since the Unix epoch.
+    pub ts_us: i64,
+    pub session_id: String,
+    pub device_type: String,
+}
+
+/// A rejected row as the files say it should be reported.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectRow {
+    pub file: String,
+    pub line: i64,
+    pub column: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Expected {
+    pub rows: Vec<EventRow>,
+    pub rejects: Vec<RejectRow>,
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn feeder_bin() -> PathBuf {
+    std::env::var_os("FEEDER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/feeder"))
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().unwrap().port()
+}
+
+pub struct Cluster {
+    root: PathBuf,
+    data: PathBuf,
+    input: PathBuf,
+    port: u16,
+    conf: Vec<String>,
+    client: Option<Client>,
+}
+
+fn script() -> PathBuf {
+    repo_root().join("scripts/cluster.sh")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Quotes a SQL string literal.
+pub fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl Cluster {
+    pub fn start(opts: ClusterOptions) -> Cluster {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let root = PathBuf::from(format!("/tmp/e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("create the test folder");
+        let data = root.join("data");
+        let input = root.join("in");
+        let mut conf: Vec<String> = DEFAULT_CONF.iter().map(|s| s.to_string()).collect();
+        if !opts.preload {
+            conf.push("shared_preload_libraries = ''".into());
+        }
+        conf.extend(opts.extra_conf);
+        let mut c = Cluster {
+            root,
+            data,
+            input,
+            port: free_port(),
+            conf,
+            client: None,
+        };
+        c.pg_start();
+        if opts.create_extension {
+            c.execute("CREATE EXTENSION ecommerce_ingest");
+        }
+        c
+    }
+
+    fn pg_start(&mut self) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .arg("start")
+            .arg(&self.data)
+            .arg(self.port.to_string())
+            .arg(&self.input)
+            .args(&self.conf);
+        run(&mut cmd);
+        self.client = Some(self.connect_retry("postgres", Duration::from_secs(60)));
+    }
+
+    fn pg_stop(&mut self, mode: &str) {
+        self.client = None;
+        let mut cmd = Command::new("bash");
+        cmd.arg(script()).arg("stop").arg(&self.data).arg(mode);
+        run(&mut cmd);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn input_dir(&self) -> &Path {
+        &self.input
+    }
+
+    pub fn try_connect_as(&self, user: &str) -> Result<Client, postgres::Error> {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .dbname("postgres")
+            .application_name("e2e")
+            .connect_timeout(Duration::from_secs(10))
+            .connect(NoTls)
+    }
+
+    pub fn connect_as(&self, user: &str) -> Client {
+        self.try_connect_as(user)
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+    }
+
+    fn connect_retry(&self, user: &str, timeout: Duration) -> Client {
+        let start = Instant::now();
+        loop {
+            match self.try_connect_as(user) {
+                Ok(mut c) => {
+                    if c.simple_query("SELECT 1").is_ok() {
+                        return c;
+                    }
+                }
+                Err(e) if start.elapsed() > timeout => {
+                    panic!(
+                        "the server does not accept connections after {timeout:?}: {e}\n{}",
+                        self.log_tail(40)
+                    )
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("connected")
+    }
+
+    pub fn execute(&mut self, sql: &str) {
+        if let Err(e) = self.client().batch_execute(sql) {
+            panic!("{sql}: {}", db_error_text(&e));
+        }
+    }
+
+    /// The first column of the first row, as i64 (NULL → 0).
+    pub fn int(&mut self, sql: &str) -> i64 {
+        let row = self
+            .client()
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {}", db_error_text(&e)));
+        row.get::<_, Option<i64>>(0).unwrap_or(0)
+    }
+
+    /// The first column of the first row, as text.
+    pub fn text(&mut self, sql: &str) -> Option<String> {
+        let row = self
+            .client()
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {}", db_error_text(&e)));
+        row.get::<_, Option<String>>(0)
+    }
+
+    pub fn event_count(&mut self) -> i64 {
+        self.int("SELECT count(*) FROM user_events")
+    }
+
+    /// Now, by the server's clock, in Unix microseconds.
+    pub fn now_us(&mut self) -> i64 {
+        self.int("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8")
+    }
+
+    pub fn try_status(&mut self) -> Result<Status, postgres::Error> {
+        let r = self.client().query_one(
+            "SELECT state, paused, worker_pid, database, input_dir, trigger_interval,
+                    files_ingested, files_failed, files_pending, rows_ingested, rows_rejected,
+                    (extract(epoch FROM last_trigger_at) * 1e6)::int8, lag_seconds, last_error, detail
+               FROM ingest_status()",
+            &[],
+        )?;
+        Ok(Status {
+            state: r.get(0),
+            paused: r.get(1),
+            worker_pid: r.get(2),
+            database: r.get(3),
+            input_dir: r.get(4),
+            trigger_interval: r.get(5),
+            files_ingested: r.get(6),
+            files_failed: r.get(7),
+            files_pending: r.get(8),
+            rows_ingested: r.get(9),
+            rows_rejected: r.get(10),
+            last_trigger_at: r.get(11),
+            lag_seconds: r.get(12),
+            last_error: r.get(13),
+            detail: r.get(14),
+        })
+    }
+
+    pub fn status(&mut self) -> Status {
+        self.try_status()
+            .unwrap_or_else(|e| panic!("ingest_status(): {}", db_error_text(&e)))
+    }
+
+    /// Calls `ingest_trigger()`.
+    pub fn trigger(&mut self) -> String {
+        self.text("SELECT ingest_trigger()").unwrap_or_default()
+    }
+
+    /// Polls `f` every 50 ms until it is true; on timeout panics with `desc`, the last status
+    /// and the end of the server log.
+    pub fn wait_for(
+        &mut self,
+        desc: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Cluster) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if f(self) {
+                return start.elapsed();
+            }
+            if start.elapsed() > timeout {
+                let status = match self.try_status() {
+                    Ok(s) => format!("{s:#?}"),
+                    Err(e) => db_error_text(&e),
+                };
+                panic!(
+                    "timed out after {timeout:?} waiting for: {desc}\nlast status: {status}\n--- server.log (tail) ---\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until a whole trigger started after this call has finished (the worker sets
+    /// `last_trigger_at` to the start of a trigger once it is over). Calls `ingest_trigger()`.
+    pub fn full_trigger(&mut self) {
+        let t0 = self.now_us();
+        self.trigger();
+        self.wait_for(
+            "a complete trigger after ingest_trigger()",
+            Duration::from_secs(30),
+            |c| c.status().last_trigger_at.is_some_and(|t| t > t0),
+        );
+    }
+
+    /// Two complete triggers, then the caller checks that nothing else arrived.
+    pub fn settle(&mut self) {
+        self.full_trigger();
+        std::thread::sleep(Duration::from_millis(300));
+        self.full_trigger();
+    }
+
+    /// Waits until every file named is `done` in `ingest_files`.
+    pub fn wait_files_done(&mut self, n: i64, timeout: Duration) -> Duration {
+        self.wait_for(&format!("{n} files done in ingest_files"), timeout, |c| {
+            c.int("SELECT count(*) FROM ingest_files WHERE status = 'done'") >= n
+        })
+    }
+
+    pub fn worker_pid(&mut self) -> Option<i32> {
+        let r = self
+            .client()
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'ecommerce_ingest'",
+                &[],
+            )
+            .expect("pg_stat_activity");
+        r.map(|r| r.get(0))
+    }
+
+    /// Waits for the worker process to appear; returns its pid.
+    pub fn wait_worker(&mut self) -> i32 {
+        let mut pid = 0;
+        self.wait_for("the worker process", Duration::from_secs(30), |c| {
+            pid = c.worker_pid().unwrap_or(0);
+            pid != 0
+        });
+        pid
+    }
+
+    /// SIGKILLs the worker. The postmaster then restarts every process (crash recovery): waits
+    /// until connections are accepted again, reconnects, and waits for a new worker.
+    pub fn kill_worker(&mut self) {
+        let pid = self.wait_worker();
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+        // Our own backend is terminated by the crash restart: wait for that first.
+        let start = Instant::now();
+        while self.client().simple_query("SELECT 1").is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the postmaster did not restart after the worker was killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.client = None;
+        self.client = Some(self.connect_retry("postgres", Duration::from_secs(60)));
+        let mut new_pid = 0;
+        self.wait_for("a new worker after SIGKILL", Duration::from_secs(30), |c| {
+            new_pid = c.worker_pid().unwrap_or(0);
+            new_pid != 0 && new_pid != pid
+        });
+        println!("killed worker {pid}; new worker {new_pid}");
+    }
+
+    /// `pg_ctl stop -m MODE` and start again with the same configuration; reconnects.
+    pub fn restart(&mut self, mode: &str) {
+        self.pg_stop(mode);
+        self.pg_start();
+    }
+
+    /// `pg_ctl stop -m MODE` only (see [`Cluster::start_again`]).
+    pub fn stop(&mut self, mode: &str) {
+        self.pg_stop(mode);
+    }
+
+    /// Starts a stopped cluster again with the same configuration; reconnects.
+    pub fn start_again(&mut self) {
+        self.pg_start();
+    }
+
+    /// `ALTER SYSTEM SET name = value` for each pair, then `pg_reload_conf()`.
+    pub fn reload(&mut self, settings: &[(&str, &str)]) {
+        for (name, value) in settings {
+            self.execute(&format!("ALTER SYSTEM SET {name} = {}", lit(value)));
+        }
+        self.execute("SELECT pg_reload_conf()");
+    }
+
+    /// Removes every line starting with `prefix` from the conf file the script wrote (and from
+    /// the lines used at the next restart). Call `SELECT pg_reload_conf()` afterwards.
+    pub fn remove_conf_lines(&mut self, prefix: &str) {
+        self.conf.retain(|l| !l.starts_with(prefix));
+        let path = self.data.join("ecommerce_ingest.conf");
+        let text = fs::read_to_string(&path).expect("read ecommerce_ingest.conf");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with(prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&path, kept).expect("write ecommerce_ingest.conf");
+    }
+
+    pub fn server_log(&self) -> String {
+        fs::read(self.data.join("server.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.server_log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Writes `.name.tmp` in the input folder, then renames it to `name`.
+    pub fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        write_atomic(&self.input, name, bytes)
+    }
+
+    /// Every row of `user_events`, in [`EventRow`] form, sorted.
+    pub fn stored_rows(&mut self) -> Vec<EventRow> {
+        let rows = self.client().query(EVENTS_QUERY, &[]).expect("user_events");
+        let mut out: Vec<EventRow> = rows
+            .iter()
+            .map(|r| EventRow {
+                file: r.get(0),
+                line: r.get(1),
+                user_id: r.get(2),
+                event_type: r.get(3),
+                product_id: r.get(4),
+                product_name: r.get(5),
+                product_category: r.get(6),
+                price: r.get(7),
+                ts_us: r.get(8),
+                session_id: r.get(9),
+                device_type: r.get(10),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every reject, sorted.
+    pub fn stored_rejects(&mut self) -> Vec<RejectRow> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT file_name, line_number, column_name FROM ingest_rejects",
+                &[],
+            )
+            .expect("ingest_rejects");
+        let mut out: Vec<RejectRow> = rows
+            .iter()
+            .map(|r| RejectRow {
+                file: r.get(0),
+                line: r.get(1),
+                column: r.get(2),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn duplicates(&mut self) -> Vec<(String, i64, i64)> {
+        self.client()
+            .query(DUPLICATES_QUERY, &[])
+            .expect("duplicates query")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    /// No duplicates, and exactly the expected rows with the expected values.
+    pub fn assert_exact_rows(&mut self, expected: &[EventRow]) {
+        let dups = self.duplicates();
+        assert!(
+            dups.is_empty(),
+            "{} duplicated (file, line) pairs, e.g. {:?}",
+            dups.len(),
+            &dups[..dups.len().min(5)]
+        );
+        let got = self.stored_rows();
+        assert_same_rows(expected, &got);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- server.log of {} (tail) ---\n{}",
+                self.data.display(),
+                self.log_tail(80)
+            );
+        }
+        self.client = None;
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.data)
+            .arg("immediate")
+            .output();
+        if std::env::var_os("E2E_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// The text of a database error: message, detail and hint.
+pub fn db_error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let mut s = format!("{}: {}", d.severity(), d.message());
+            if let Some(x) = d.detail() {
+                let _ = write!(s, " DETAIL: {x}");
+            }
+            if let Some(x) = d.hint() {
+                let _ = write!(s, " HINT: {x}");
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Writes `dir/.name.tmp` (mode 0644), then renames it to `dir/name`.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dst = dir.join(name);
+    let mut f = fs::File::create(&tmp).unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::rename(&tmp, &dst).unwrap_or_else(|e| panic!("rename to {}: {e}", dst.display()));
+    dst
+}
+
+/// Compares two sorted row lists; on a difference shows the first few mismatches.
+pub fn assert_same_rows(expected: &[EventRow], got: &[EventRow]) {
+    if expected == got {
+        return;
+    }
+    let mut msg = format!(
+        "user_events differs from the files: expected {} rows, found {}\n",
+        expected.len(),
+        got.len()
+    );
+    let mut shown = 0;
+    let (mut i, mut j) = (0, 0);
+    while (i < expected.len() || j < got.len()) && shown < 10 {
+        match (expected.get(i), got.get(j)) {
+            (Some(e), Some(g)) if e == g => {
+                i += 1;
+                j += 1;
+            }
+            (Some(e), Some(g)) if (&e.file, e.line) == (&g.file, g.line) => {
+                let _ = writeln!(msg, "  different values:\n    file: {e:?}\n    db:   {g:?}");
+                shown += 1;
+                i += 1;
+                j += 1;
+            }
+            (Some(e), Some(g)) if (&e.file, e.line) < (&g.file, g.line) => {
+                let _ = writeln!(msg, "  missing: {e:?}");
+                shown += 1;
+                i += 1;
+            }
+            (Some(_), Some(g)) => {
+                let _ = writeln!(msg, "  extra: {g:?}");
+                shown += 1;
+                j += 1;
+            }
+            (Some(e), None) => {
+                let _ = writeln!(msg, "  missing: {e:?}");
+                shown += 1;
+                i += 1;
+            }
+            (None, Some(g)) => {
+                let _ = writeln!(msg, "  extra: {g:?}");
+                shown += 1;
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    panic!("{msg}");
+}
+
+/// Parses files with the contract's own reader: their valid rows and their rejects. `paths`
+/// may name files or folders (every regular, non-hidden file directly inside is read).
+pub fn expected_rows<P: AsRef<Path>>(paths: &[P]) -> Expected {
+    let mut files = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_file() && !ecommerce_events::is_temporary_name(&name) {
+                    files.push(e.path());
+                }
+            }
+        } else {
+            files.push(p.to_path_buf());
+        }
+    }
+    let mut out = Expected::default();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut r =
+            EventReader::open(&path, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        while let Some(rec) = r
+            .next_record()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        {
+            match rec.outcome {
+                Outcome::Valid(v) => out.rows.push(EventRow {
+                    file: name.clone(),
+                    line: rec.line as i64,
+                    user_id: v.user_id.into(),
+                    event_type: v.event_type.as_str().into(),
+                    product_id: v.product_id.into(),
+                    product_name: v.product_name.into(),
+                    product_category: v.product_category.into(),
+                    price: v.price.to_string(),
+                    ts_us: v.event_timestamp_us,
+                    session_id: v.session_id.into(),
+                    device_type: v.device_type.as_str().into(),
+                }),
+                Outcome::Rejected { error, .. } => out.rejects.push(RejectRow {
+                    file: name.clone(),
+                    line: rec.line as i64,
+                    column: error.column.map(str::to_string),
+                }),
+            }
+        }
+    }
+    out.rows.sort();
+    out.rejects.sort();
+    out
+}
+
+const NAMES: [&str; 6] = [
+    "USB-C Cable",
+    "Widget, \"Deluxe\" edition",
+    "Café crème mug",
+    "Laptop Stand",
+    "Noise-cancelling Headphones, 2nd gen",
+    "Plain \"quoted\" thing",
+];
+const CATEGORIES: [&str; 4] = ["Electronics", "Home & Kitchen", "Books", "Sports"];
+const DEVICES: [&str; 3] = ["mobile", "desktop", "tablet"];
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One deterministic, valid CSV row (no line terminator) for file `seed`, row `i`. Varies
+/// quoting, price forms and timestamp forms (Z, no offset, +02:00, space separator, fractions).
+pub fn gen_row(seed: u64, i: u64) -> String {
+    let x = seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(i.wrapping_mul(7919));
+    let day = seed % 28 + 1;
+    let secs = (i * 37 + seed * 11) % 86_400;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let ts = match i % 4 {
+        0 => format!("2024-05-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+        1 => format!("2024-05-{day:02} {h:02}:{m:02}:{s:02}.{:06}", x % 1_000_000),
+        2 => format!(
+            "2024-05-{day:02}T{:02}:{m:02}:{s:02}.{:03}+02:00",
+            (h + 2) % 24,
+            x % 1000
+        ),
+        _ => format!("2024-05-{day:02}T{h:02}:{m:02}:{s:02}"),
+    };
+    // `(h + 2) % 24` with +02:00 may land on the previous day in UTC: still a valid timestamp.
+    let price = match i % 5 {
+        0 => format!("{}.{:02}", x % 1000, x % 100),
+        1 => format!("{}", x % 500),
+        2 => format!("{}.{}", x % 300, x % 10),
+        3 => format!("0.{:02}", x % 100),
+        _ => format!("{}.99", x % 99_999_999),
+    };
+    [
+        format!("user_{}", x % 1000),
+        (if x.is_multiple_of(3) {
+            "purchase"
+        } else {
+            "view"
+        })
+        .to_string(),
+        format!("prod_{:04}", x % 5000),
+        csv_field(NAMES[(x % 6) as usize]),
+        csv_field(CATEGORIES[(x % 4) as usize]),
+        price,
+        ts,
+        format!("sess_{seed}_{}", i / 10),
+        DEVICES[(x % 3) as usize].to_string(),
+    ]
+    .join(",")
+}
+
+/// A whole file: the header and `rows` rows from [`gen_row`], LF-terminated.
+pub fn gen_file(seed: u64, rows: u64) -> Vec<u8> {
+    let mut s = ecommerce_events::header_line();
+    s.push('\n');
+    for i in 0..rows {
+        s.push_str(&gen_row(seed, i));
+        s.push('\n');
+    }
+    s.into_bytes()
+}
+
+/// Runs the feeder binary with `args`; panics with its output if it fails or is missing.
+pub fn run_feeder(args: &[&str]) {
+    let bin = feeder_bin();
+    assert!(
+        bin.exists(),
+        "the feeder binary {} does not exist (build it with `cargo build -p feeder` or set FEEDER_BIN)",
+        bin.display()
+    );
+    run(Command::new(&bin).args(args));
+}
+
+/// Expects `r` to be a database error; returns its text.
+pub fn expect_db_error<T: std::fmt::Debug>(r: Result<T, postgres::Error>, what: &str) -> String {
+    match r {
+        Ok(v) => panic!("{what}: expected an error, got {v:?}"),
+        Err(e) => db_error_text(&e),
+    }
+}
