@@ -72,7 +72,8 @@ fn text<'a>(rec: &'a ByteRecord, map: &HeaderMap, c: Column) -> Result<&'a str, 
     if s.contains('\0') {
         return Err(RowError::col(c, "contains a NUL byte".into()));
     }
-    if let Some(max) = c.max_chars() {
+    // A string of at most `max` bytes has at most `max` characters: count only longer ones.
+    if let Some(max) = c.max_chars().filter(|&m| s.len() > m) {
         let n = s.chars().count();
         if n > max {
             return Err(RowError::col(
