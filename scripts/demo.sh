@@ -9,15 +9,10 @@ PORT=${DEMO_PORT:-55432}
 DEMO=$ROOT/.demo
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 echo "== building (release)"
 cargo build --release -p feeder
-if [ "$(id -u)" -eq 0 ]; then
-  (cd extension && cargo pgrx install --release --pg-config "$PG_CONFIG")
-else
-  (cd extension && cargo pgrx install --release --sudo --pg-config "$PG_CONFIG")
-fi
+bash scripts/install-ext.sh
 
 feeder_pid=
 cleanup() {

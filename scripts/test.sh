@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 echo "== building the feeder"
 cargo build -p feeder
@@ -22,9 +21,5 @@ else
 fi
 
 echo "== end-to-end tests (real clusters)"
-if [ "$(id -u)" -eq 0 ]; then
-  (cd extension && cargo pgrx install --pg-config "$PG_CONFIG")
-else
-  (cd extension && cargo pgrx install --sudo --pg-config "$PG_CONFIG")
-fi
+bash scripts/install-ext.sh
 cargo test -p e2e -- --test-threads=1
