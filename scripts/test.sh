@@ -5,21 +5,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Every cargo test's output also goes to $log, for the closing total.
+t() { "$@" 2>&1 | tee -a "$log"; }
 
 echo "== building the feeder"
 cargo build -p feeder
 
 echo "== unit tests (no server)"
-cargo test -p ecommerce_events -p feeder
+t cargo test -p ecommerce_events -p feeder
 
 echo "== in-server tests (cargo pgrx test)"
 if [ "$(id -u)" -eq 0 ]; then
   # initdb refuses root: the test cluster runs as postgres; its folder's parent must be writable by it.
-  (cd extension && RUST_TEST_THREADS=1 cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgx)
+  t bash -c 'cd extension && RUST_TEST_THREADS=1 cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgx'
 else
-  (cd extension && RUST_TEST_THREADS=1 cargo pgrx test pg15)
+  t bash -c 'cd extension && RUST_TEST_THREADS=1 cargo pgrx test pg15'
 fi
 
 echo "== end-to-end tests (real clusters)"
 bash scripts/install-ext.sh
-cargo test -p e2e -- --test-threads=1
+t cargo test -p e2e --tests -- --test-threads=1
+
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
