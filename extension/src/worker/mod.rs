@@ -84,6 +84,18 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
     }
 }
 
+/// How often a folder whose mtime changed is rescanned in full although notifications work.
+const SAFETY_RESCAN_EVERY: Duration = Duration::from_secs(60);
+
+/// What the last full scan looked at, and when.
+struct Scanned {
+    dir: PathBuf,
+    pattern: String,
+    /// The folder's mtime, read just before listing it.
+    mtime: i64,
+    at: Instant,
+}
+
 /// What the loop does after a trigger.
 struct Next {
     backlog: bool,
@@ -102,8 +114,8 @@ struct Worker {
     changed_seen: HashMap<String, (u64, i64)>,
     /// Files whose last chunk failed in the database: not before this instant; failure count.
     backoff: HashMap<String, (Instant, u32)>,
-    /// Folder, pattern and folder mtime of the last full scan.
-    scanned: Option<(PathBuf, String, i64)>,
+    /// The last full scan.
+    scanned: Option<Scanned>,
     /// Names that still need work (new, in progress, growing, retrying).
     active: HashSet<String>,
 }
@@ -136,7 +148,8 @@ enum Plan {
 }
 
 fn plan_known(e: &Entry, cand: &Candidate, young: bool, changed_seen: Option<&(u64, i64)>) -> Plan {
-    let same = e.size == cand.size && e.mtime_ns == cand.mtime_ns;
+    // The ledger keeps mtimes in microseconds (timestamptz); the file system has nanoseconds.
+    let same = e.size == cand.size && e.mtime_ns.div_euclid(1000) == cand.mtime_ns.div_euclid(1000);
     match e.status {
         Status::Done if same => Plan::AfterDone,
         // Nothing was consumed from it (it was empty): new bytes are simply new.
@@ -583,10 +596,16 @@ impl Worker {
         let dir_mtime = dir_mtime_ns(dir)?;
         self.ensure_watcher(dir);
         let inbox = self.watcher.as_ref().map(|w| w.take_inbox());
+        // With a healthy watcher the notified names are enough; a changed folder mtime only
+        // asks for a safety rescan, at most once a minute (notifications can miss changes made
+        // by other hosts on network file systems).
         full |= match (&inbox, &self.scanned) {
             (None, _) | (_, None) => true,
-            (Some(i), Some((d, p, m))) => {
-                i.rescan || d != dir || *p != st.file_pattern || *m != dir_mtime
+            (Some(i), Some(sc)) => {
+                i.rescan
+                    || sc.dir != *dir
+                    || sc.pattern != st.file_pattern
+                    || (sc.mtime != dir_mtime && sc.at.elapsed() >= SAFETY_RESCAN_EVERY)
             }
         };
         if full {
@@ -594,7 +613,12 @@ impl Worker {
             for sk in &listing.skipped {
                 self.refused_once(&sk.name, &sk.reason);
             }
-            self.scanned = Some((dir.clone(), st.file_pattern.clone(), dir_mtime));
+            self.scanned = Some(Scanned {
+                dir: dir.clone(),
+                pattern: st.file_pattern.clone(),
+                mtime: dir_mtime,
+                at: Instant::now(),
+            });
             return Ok(listing.files);
         }
         let mut names: HashSet<String> = inbox.map(|i| i.names).unwrap_or_default();
@@ -667,26 +691,25 @@ impl Worker {
             .ok()
             .map(ledger::hash_hex);
         if now_hash.is_some() && now_hash == e.hash && e.status == Status::Done {
-            // Touched or copied again with the same bytes: not new data.
-            let u = Update {
-                name: &cand.name,
-                status: Status::Done,
-                size: cand.size,
-                mtime_ns: cand.mtime_ns,
-                hash: None,
-                resume: e.resume,
-                rows_ok: 0,
-                rows_rejected: 0,
-                new_chunks: 0,
-                extra_columns: None,
-                error: None,
-            };
-            if transaction(|| {
-                Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
-            })
-            .is_ok()
-            {
-                self.remember(&cand.name, Entry::after(&u, Some(e)));
+            // Touched or copied again with the same bytes: not new data. Only the size and
+            // mtime the ledger compares with are updated; what was committed stays as it was.
+            let name = cand.name.as_str();
+            let touched = transaction(|| {
+                Spi::run_with_args(
+                    sql::LEDGER_TOUCH,
+                    &[
+                        name.into(),
+                        (cand.size as i64).into(),
+                        ledger::pg_time(cand.mtime_ns).into(),
+                    ],
+                )
+                .unwrap_or_else(|e| error!("{e}"))
+            });
+            if touched.is_ok() {
+                let mut entry = e.clone();
+                entry.size = cand.size;
+                entry.mtime_ns = cand.mtime_ns;
+                self.remember(name, entry);
             }
             self.after_done(st, &cand.name);
             return;

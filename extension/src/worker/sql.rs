@@ -40,6 +40,11 @@ ON CONFLICT (file_name) DO UPDATE SET
     committed_at = EXCLUDED.committed_at,
     finished_at = EXCLUDED.finished_at";
 
+/// A done file seen again with the same bytes (touched, copied back): remember its new
+/// size and mtime, nothing else.
+pub const LEDGER_TOUCH: &str =
+    "UPDATE public.ingest_ledger SET size = $2, mtime = $3 WHERE file_name = $1";
+
 pub const INSERT_BATCH_LOG: &str = "
 INSERT INTO public.ingest_batch_log
     (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second)
