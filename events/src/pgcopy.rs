@@ -2,8 +2,8 @@
 //! server's own COPY FROM machinery, which then skips CSV parsing and text-to-type conversion
 //! (timestamps and prices were already parsed here). Pure Rust, no PostgreSQL needed.
 //!
-//! Columns, in order (see [`COPY_COLUMNS`]): the nine contract columns, then `source_file`
-//! (text) and `source_line` (int8).
+//! Columns, in order (see [`COPY_COLUMNS`]): the nine contract columns, then `source_file_id`
+//! (int4, the file's id in the ledger) and `source_line` (int8).
 
 use crate::validate::ValidRow;
 
@@ -18,7 +18,7 @@ pub const COPY_COLUMNS: [&str; 11] = [
     "event_timestamp",
     "session_id",
     "device_type",
-    "source_file",
+    "source_file_id",
     "source_line",
 ];
 
@@ -73,6 +73,11 @@ fn numeric_cents(buf: &mut Vec<u8>, cents: i64) {
     }
 }
 
+fn int4(buf: &mut Vec<u8>, v: i32) {
+    buf.extend_from_slice(&4i32.to_be_bytes());
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
 fn int8(buf: &mut Vec<u8>, v: i64) {
     buf.extend_from_slice(&8i32.to_be_bytes());
     buf.extend_from_slice(&v.to_be_bytes());
@@ -102,7 +107,7 @@ impl CopyEncoder {
     }
 
     /// Appends one tuple. Panics after [`CopyEncoder::finish`] (call `clear` first).
-    pub fn push(&mut self, row: &ValidRow<'_>, source_file: &str, source_line: u64) {
+    pub fn push(&mut self, row: &ValidRow<'_>, source_file_id: i32, source_line: u64) {
         assert!(!self.sealed, "push after finish");
         let b = &mut self.buf;
         self.starts.push(b.len());
@@ -116,7 +121,7 @@ impl CopyEncoder {
         int8(b, row.event_timestamp_us - PG_EPOCH_OFFSET_US);
         text(b, row.session_id);
         text(b, row.device_type.as_str());
-        text(b, source_file);
+        int4(b, source_file_id);
         int8(b, source_line as i64);
     }
 
@@ -184,8 +189,8 @@ mod tests {
     #[test]
     fn stream_layout_and_single_tuples() {
         let mut e = CopyEncoder::new();
-        e.push(&row(100), "f.csv", 2);
-        e.push(&row(250), "f.csv", 3);
+        e.push(&row(100), 7, 2);
+        e.push(&row(250), 7, 3);
         assert_eq!(e.len(), 2);
         let whole = e.finish().to_vec();
         assert!(whole.starts_with(SIGNATURE));
@@ -194,7 +199,7 @@ mod tests {
         let mut one = Vec::new();
         e.single(1, &mut one);
         let mut manual = CopyEncoder::new();
-        manual.push(&row(250), "f.csv", 3);
+        manual.push(&row(250), 7, 3);
         assert_eq!(one, manual.finish());
         // Header (19 bytes) + two equally long tuples + trailer (2 bytes).
         e.single(0, &mut one);

@@ -25,13 +25,14 @@ CREATE TABLE user_events (
     session_id       varchar(100) NOT NULL,
     device_type      varchar(50)  NOT NULL,
     inserted_at      timestamptz  NOT NULL DEFAULT now(),
-    source_file      text,
+    source_file_id   integer,
     source_line      bigint
 );
-COMMENT ON TABLE user_events IS 'E-commerce events ingested by ecommerce_ingest, one row per valid CSV row; source_file/source_line say where it came from.';
+COMMENT ON TABLE user_events IS 'E-commerce events ingested by ecommerce_ingest, one row per valid CSV row; source_file_id (ingest_files.file_id) and source_line say where it came from: see user_events_with_source.';
 
 CREATE TABLE ingest_ledger (
     file_name        text PRIMARY KEY,
+    file_id          integer GENERATED ALWAYS AS IDENTITY UNIQUE,
     status           text NOT NULL CHECK (status IN ('ingesting', 'growing', 'done', 'failed', 'changed', 'error')),
     size             bigint NOT NULL,
     mtime            timestamptz,
@@ -97,6 +98,7 @@ CREATE TABLE ingest_control (
 SELECT pg_catalog.pg_extension_config_dump('user_events', '');
 SELECT pg_catalog.pg_extension_config_dump('user_events_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_ledger_file_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_chunks', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_rejected', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_rejected_reject_id_seq', '');
@@ -105,10 +107,17 @@ SELECT pg_catalog.pg_extension_config_dump('ingest_batch_log_batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_control', '');
 
 CREATE VIEW ingest_files AS
-    SELECT file_name, status, size, content_hash, rows_ok, rows_rejected, chunks,
+    SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,
            committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at
       FROM ingest_ledger;
 COMMENT ON VIEW ingest_files IS 'One row per input file: status, size, content hash, rows ingested and rejected, error.';
+
+-- The events with the name of the file they came from (user_events stores the file's id: 4 bytes
+-- a row instead of the whole name).
+CREATE VIEW user_events_with_source AS
+    SELECT e.*, l.file_name AS source_file
+      FROM user_events e LEFT JOIN ingest_ledger l ON l.file_id = e.source_file_id;
+COMMENT ON VIEW user_events_with_source IS 'user_events plus source_file, the name of the file each row came from.';
 
 CREATE VIEW ingest_file_chunks AS
     SELECT file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected, committed_at
@@ -126,6 +135,6 @@ CREATE VIEW ingest_batches AS
 COMMENT ON VIEW ingest_batches IS 'One row per trigger that ingested something, like Spark''s progress report.';
 
 REVOKE ALL ON user_events, ingest_ledger, ingest_chunks, ingest_rejected, ingest_batch_log, ingest_control FROM PUBLIC;
-REVOKE ALL ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches FROM PUBLIC;
+REVOKE ALL ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches, user_events_with_source FROM PUBLIC;
 GRANT SELECT ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches TO ecommerce_ingest_monitor;
-GRANT SELECT ON user_events TO ecommerce_ingest_monitor;
+GRANT SELECT ON user_events, user_events_with_source TO ecommerce_ingest_monitor;

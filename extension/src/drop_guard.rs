@@ -43,10 +43,16 @@ unsafe fn check(node: *mut pg_sys::Node) {
         return;
     }
     let stmt = node as *mut pg_sys::DropStmt;
-    if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION
-        || (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE
-        || !names_this_extension(stmt)
-    {
+    if (*stmt).removeType != pg_sys::ObjectType::OBJECT_EXTENSION || !names_this_extension(stmt) {
+        return;
+    }
+    // Wait for the worker's chunk in flight, and keep the next one waiting until we commit.
+    Spi::run_with_args(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[crate::shared::DROP_LOCK_KEY.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    if (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE {
         return;
     }
     let events = Spi::get_one::<i64>(

@@ -93,7 +93,7 @@ fn user_events_has_the_contract_columns() {
          product_category character varying(100), price numeric, \
          event_timestamp timestamp with time zone, session_id character varying(100), \
          device_type character varying(50), inserted_at timestamp with time zone, \
-         source_file text, source_line bigint"
+         source_file_id integer, source_line bigint"
     );
     assert_eq!(
         one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'user_events'::regclass AND attname = 'price'"),

@@ -22,10 +22,10 @@ pub const DEFAULT_CONF: [&str; 2] = [
 pub const EVENTS_QUERY: &str = "SELECT source_file, source_line, user_id, event_type, product_id,
         product_name, product_category, price::text,
         (extract(epoch FROM event_timestamp) * 1e6)::int8, session_id, device_type
-   FROM user_events ORDER BY source_file, source_line";
+   FROM user_events_with_source ORDER BY source_file, source_line";
 
 /// Duplicated (file, line) pairs: must always be empty.
-pub const DUPLICATES_QUERY: &str = "SELECT source_file, source_line, count(*) FROM user_events
+pub const DUPLICATES_QUERY: &str = "SELECT source_file, source_line, count(*) FROM user_events_with_source
   GROUP BY source_file, source_line HAVING count(*) > 1";
 
 pub struct ClusterOptions {
@@ -215,6 +215,11 @@ impl Cluster {
 
     pub fn input_dir(&self) -> &Path {
         &self.input
+    }
+
+    /// The test's own folder (holds `data/` and `in/`): a place outside the input folder.
+    pub fn root_dir(&self) -> &Path {
+        &self.root
     }
 
     pub fn try_connect_as(&self, user: &str) -> Result<Client, postgres::Error> {
@@ -798,4 +803,120 @@ pub fn expect_db_error<T: std::fmt::Debug>(r: Result<T, postgres::Error>, what: 
         Ok(v) => panic!("{what}: expected an error, got {v:?}"),
         Err(e) => db_error_text(&e),
     }
+}
+
+/// A small deterministic random generator (SplitMix64) for kill moments and the like.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The seed of a randomised test: `E2E_SEED` if set, else from the clock. Printed, so that a
+/// failing run can be repeated with `E2E_SEED=<seed>`.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("E2E_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("E2E_SEED must be an unsigned integer, not {s:?}")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+    };
+    println!("{test}: seed {seed} (repeat with E2E_SEED={seed})");
+    seed
+}
+
+/// Checks the exactly-once bookkeeping as committed at this moment, file by file: the ledger's
+/// row and reject counts equal what `user_events` and `ingest_rejected` hold, nothing lies at or
+/// beyond the committed line, the chunks add up to the ledger and are contiguous, and no
+/// (file, line) is stored twice. Returns one line per problem (empty: all consistent).
+pub fn ledger_problems(client: &mut Client) -> Vec<String> {
+    let mut out = Vec::new();
+    let q = "WITH e AS (SELECT source_file AS f, count(*) AS n, max(source_line) AS m
+                        FROM user_events_with_source GROUP BY 1),
+                  r AS (SELECT file_name AS f, count(*) AS n, max(line_number) AS m
+                        FROM ingest_rejected GROUP BY 1),
+                  k AS (SELECT file_name AS f, count(*) AS n, sum(rows_ok)::int8 AS ok,
+                               sum(rows_rejected)::int8 AS rej
+                        FROM ingest_chunks GROUP BY 1)
+             SELECT format('%s: ledger status %s rows_ok %s rows_rejected %s chunks %s committed_line %s; \
+                            user_events %s rows (max line %s); rejects %s (max line %s); chunk rows %s/%s in %s chunks',
+                           coalesce(l.file_name, e.f, r.f), l.status, l.rows_ok, l.rows_rejected, l.chunks,
+                           l.committed_line, e.n, e.m, r.n, r.m, k.ok, k.rej, k.n)
+               FROM ingest_ledger l
+               FULL JOIN e ON e.f = l.file_name
+               FULL JOIN r ON r.f = coalesce(l.file_name, e.f)
+               LEFT JOIN k ON k.f = l.file_name
+              WHERE coalesce(l.rows_ok, 0) <> coalesce(e.n, 0)
+                 OR coalesce(l.rows_rejected, 0) <> coalesce(r.n, 0)
+                 OR e.m >= l.committed_line OR r.m >= l.committed_line
+                 OR coalesce(k.ok, 0) <> coalesce(l.rows_ok, 0)
+                 OR coalesce(k.rej, 0) <> coalesce(l.rows_rejected, 0)
+                 OR coalesce(k.n, 0) <> coalesce(l.chunks, 0)";
+    for r in client.query(q, &[]).expect("ledger consistency query") {
+        out.push(r.get::<_, String>(0));
+    }
+    let q = "SELECT format('%s: chunk %s starts at %s (line %s) but the previous ended at %s (line %s)',
+                           file_name, chunk_no, start_offset, first_line, prev_end, prev_line + 1)
+               FROM (SELECT *, lag(end_offset) OVER w AS prev_end, lag(last_line) OVER w AS prev_line,
+                            lag(chunk_no) OVER w AS prev_no
+                       FROM ingest_chunks WINDOW w AS (PARTITION BY file_name ORDER BY chunk_no)) c
+              WHERE prev_no IS NOT NULL
+                AND (prev_no <> chunk_no - 1 OR start_offset <> prev_end OR first_line <= prev_line)";
+    for r in client.query(q, &[]).expect("chunk contiguity query") {
+        out.push(r.get::<_, String>(0));
+    }
+    for r in client
+        .query(DUPLICATES_QUERY, &[])
+        .expect("duplicates query")
+    {
+        out.push(format!(
+            "{}: line {} stored {} times",
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1),
+            r.get::<_, i64>(2)
+        ));
+    }
+    out
+}
+
+/// Copies `src` into `dir` under `name` the way a producer should: a temporary name, then a
+/// rename (see [`write_atomic`]).
+pub fn copy_in_atomic(dir: &Path, name: &str, src: &Path) -> PathBuf {
+    let bytes = fs::read(src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    write_atomic(dir, name, &bytes)
+}
+
+/// The regular, non-temporary files directly inside `dir`, sorted by name.
+pub fn data_files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !ecommerce_events::is_temporary_name(n))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
 }

@@ -246,6 +246,13 @@ fn chunk(
     extra: &[String],
     before: Option<&Entry>,
 ) -> ChunkStep {
+    client
+        .update(
+            sql::CHUNK_LOCK,
+            None,
+            &[crate::shared::DROP_LOCK_KEY.into()],
+        )
+        .unwrap_or_else(|e| raise(e));
     let paused = client
         .select(sql::PAUSED, None, &[])
         .and_then(|t| t.first().get_one::<bool>())
@@ -258,16 +265,37 @@ fn chunk(
     // The ledger row, locked: it must say exactly what the worker's copy says, or another
     // session changed it and resuming from our offset could ingest rows twice.
     let row = client
-        .update(sql::LEDGER_OFFSET_FOR_UPDATE, None, &[file.into()])
+        .update(sql::LEDGER_ROW_FOR_UPDATE, None, &[file.into()])
         .unwrap_or_else(|e| raise(e));
     let in_db = if row.is_empty() {
         None
     } else {
-        row.first().get_one::<i64>().unwrap_or_else(|e| raise(e))
+        let r = row.first();
+        let id = r
+            .get::<i32>(1)
+            .unwrap_or_else(|e| raise(e))
+            .unwrap_or_default();
+        let offset = r
+            .get::<i64>(2)
+            .unwrap_or_else(|e| raise(e))
+            .unwrap_or_default();
+        Some((id, offset))
     };
-    if in_db != before.map(|e| e.resume.byte as i64) {
+    if in_db.map(|r| r.1) != before.map(|e| e.resume.byte as i64) {
         return ChunkStep::Stale;
     }
+    let file_id = match in_db {
+        Some((id, _)) => id,
+        None => client
+            .update(
+                sql::LEDGER_NEW,
+                None,
+                &[file.into(), (cand.size as i64).into()],
+            )
+            .and_then(|t| t.first().get_one::<i32>())
+            .unwrap_or_else(|e| raise(e))
+            .unwrap_or_else(|| raise("no file_id returned")),
+    };
     let start = reader.position();
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);
@@ -291,7 +319,7 @@ fn chunk(
         let end = rec.end;
         match rec.outcome {
             Outcome::Valid(row) => {
-                batch.copy.push(&row, file, rec.line);
+                batch.copy.push(&row, file_id, rec.line);
                 batch.lines.push(rec.line);
                 if batch.len() >= st.batch_rows {
                     rows += flush_rows(batch, &mut rejects);

@@ -271,7 +271,12 @@ impl Worker {
             self.ledger_key
         };
         let probe = transaction(|| {
-            Spi::connect(|c| {
+            Spi::connect_mut(|c| {
+                c.update(
+                    sql::CHUNK_LOCK,
+                    None,
+                    &[crate::shared::DROP_LOCK_KEY.into()],
+                )?;
                 let Some(oid) = c
                     .select(sql::EXTENSION_OID, None, &[])?
                     .first()
@@ -483,6 +488,13 @@ impl Worker {
                     rejected += j;
                     if let Some(e) = entry {
                         self.remember(&cand.name, e);
+                    }
+                    // The extension's tables are gone (DROP EXTENSION): stop this trigger
+                    // quietly; the next one finds the extension missing and waits.
+                    if matches!(error.sqlstate.as_str(), "42P01" | "3F000") {
+                        self.ledger = None;
+                        self.scanned = None;
+                        break;
                     }
                     // Back off: 1 s, 2 s, 4 s ... up to a minute between attempts.
                     let failures = self.backoff.get(&cand.name).map_or(0, |b| b.1) + 1;

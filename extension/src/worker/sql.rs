@@ -4,11 +4,21 @@
 pub const EXTENSION_OID: &str =
     "SELECT (SELECT oid::int8 FROM pg_catalog.pg_extension WHERE extname = 'ecommerce_ingest')";
 
+/// Taken (shared) first in every chunk transaction, and exclusively by DROP EXTENSION (see
+/// drop_guard.rs): a DROP waits for the chunk in flight and the next chunk waits for the DROP,
+/// so the two never lock the extension's tables in opposite orders.
+pub const CHUNK_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+
 /// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
 pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";
 
-pub const LEDGER_OFFSET_FOR_UPDATE: &str =
-    "SELECT committed_offset FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE";
+pub const LEDGER_ROW_FOR_UPDATE: &str =
+    "SELECT file_id, committed_offset FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE";
+
+/// A new file's ledger row, created in the transaction of its first chunk (its id goes into
+/// every row of `user_events`); the end of the chunk fills it in.
+pub const LEDGER_NEW: &str = "INSERT INTO public.ingest_ledger (file_name, status, size)
+VALUES ($1, 'ingesting', $2) RETURNING file_id";
 
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)

@@ -163,7 +163,7 @@ fn bad_rows_are_rejected_one_by_one_and_a_file_without_a_column_fails() {
         .collect();
     assert_eq!(a_lines, vec![2, 4, 6, 11, 14]);
     c.assert_exact_rows(&exp.rows);
-    let two_line = c.text("SELECT product_name FROM user_events WHERE source_file = 'a_bad_rows.csv' AND source_line = 11");
+    let two_line = c.text("SELECT product_name FROM user_events_with_source WHERE source_file = 'a_bad_rows.csv' AND source_line = 11");
     assert_eq!(two_line.as_deref(), Some("Two\nline name"));
 
     // Each bad row: its exact line, column and a reason saying what was expected.
@@ -260,7 +260,7 @@ fn hostile_file_names_are_ingested_under_their_exact_names() {
     assert_eq!(ledger, want);
     let sources: BTreeSet<String> = c
         .client()
-        .query("SELECT DISTINCT source_file FROM user_events", &[])
+        .query("SELECT DISTINCT source_file FROM user_events_with_source", &[])
         .unwrap()
         .iter()
         .map(|r| r.get(0))

@@ -2,8 +2,13 @@
 //! some fail. Each test starts its own cluster.
 
 mod analytics;
+mod backup;
 mod contract;
 mod control;
 mod crash;
+mod crash_random;
+mod database;
+mod hostile;
 mod ingest;
 mod security;
+mod semantics;
