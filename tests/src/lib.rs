@@ -25,7 +25,8 @@ pub const EVENTS_QUERY: &str = "SELECT source_file, source_line, user_id, event_
    FROM user_events_with_source ORDER BY source_file, source_line";
 
 /// Duplicated (file, line) pairs: must always be empty.
-pub const DUPLICATES_QUERY: &str = "SELECT source_file, source_line, count(*) FROM user_events_with_source
+pub const DUPLICATES_QUERY: &str =
+    "SELECT source_file, source_line, count(*) FROM user_events_with_source
   GROUP BY source_file, source_line HAVING count(*) > 1";
 
 pub struct ClusterOptions {

@@ -260,7 +260,10 @@ fn hostile_file_names_are_ingested_under_their_exact_names() {
     assert_eq!(ledger, want);
     let sources: BTreeSet<String> = c
         .client()
-        .query("SELECT DISTINCT source_file FROM user_events_with_source", &[])
+        .query(
+            "SELECT DISTINCT source_file FROM user_events_with_source",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
