@@ -2,25 +2,20 @@
 //! server's own COPY FROM machinery, which then skips CSV parsing and text-to-type conversion
 //! (timestamps and prices were already parsed here). Pure Rust, no PostgreSQL needed.
 //!
-//! Columns, in order (see [`COPY_COLUMNS`]): the nine contract columns, then `source_file_id`
+//! Columns, in order (see [`copy_columns`]): the nine contract columns, then `source_file_id`
 //! (int4, the file's id in the ledger) and `source_line` (int8).
 
+use crate::schema::COLUMNS;
 use crate::validate::ValidRow;
 
-/// The `user_events` columns a COPY stream fills, in stream order.
-pub const COPY_COLUMNS: [&str; 11] = [
-    "user_id",
-    "event_type",
-    "product_id",
-    "product_name",
-    "product_category",
-    "price",
-    "event_timestamp",
-    "session_id",
-    "device_type",
-    "source_file_id",
-    "source_line",
-];
+/// The provenance columns after the contract's: the file's ledger id and the line.
+pub const PROVENANCE_COLUMNS: [&str; 2] = ["source_file_id", "source_line"];
+
+/// The `user_events` columns a COPY stream fills, in stream order: the contract's
+/// [`COLUMNS`] (one definition of the schema), then [`PROVENANCE_COLUMNS`].
+pub fn copy_columns() -> impl Iterator<Item = &'static str> {
+    COLUMNS.iter().chain(PROVENANCE_COLUMNS.iter()).copied()
+}
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -111,7 +106,7 @@ impl CopyEncoder {
         assert!(!self.sealed, "push after finish");
         let b = &mut self.buf;
         self.starts.push(b.len());
-        b.extend_from_slice(&(COPY_COLUMNS.len() as i16).to_be_bytes());
+        b.extend_from_slice(&((COLUMNS.len() + PROVENANCE_COLUMNS.len()) as i16).to_be_bytes());
         text(b, row.user_id);
         text(b, row.event_type.as_str());
         text(b, row.product_id);

@@ -96,6 +96,25 @@ pub struct EventRow {
     pub device_type: String,
 }
 
+impl EventRow {
+    /// A row of a query shaped like [`EVENTS_QUERY`].
+    pub fn from_row(r: &postgres::Row) -> EventRow {
+        EventRow {
+            file: r.get(0),
+            line: r.get(1),
+            user_id: r.get(2),
+            event_type: r.get(3),
+            product_id: r.get(4),
+            product_name: r.get(5),
+            product_category: r.get(6),
+            price: r.get(7),
+            ts_us: r.get(8),
+            session_id: r.get(9),
+            device_type: r.get(10),
+        }
+    }
+}
+
 /// A rejected row as the files say it should be reported.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RejectRow {
@@ -491,22 +510,7 @@ impl Cluster {
     /// Every row of `user_events`, in [`EventRow`] form, sorted.
     pub fn stored_rows(&mut self) -> Vec<EventRow> {
         let rows = self.client().query(EVENTS_QUERY, &[]).expect("user_events");
-        let mut out: Vec<EventRow> = rows
-            .iter()
-            .map(|r| EventRow {
-                file: r.get(0),
-                line: r.get(1),
-                user_id: r.get(2),
-                event_type: r.get(3),
-                product_id: r.get(4),
-                product_name: r.get(5),
-                product_category: r.get(6),
-                price: r.get(7),
-                ts_us: r.get(8),
-                session_id: r.get(9),
-                device_type: r.get(10),
-            })
-            .collect();
+        let mut out: Vec<EventRow> = rows.iter().map(EventRow::from_row).collect();
         out.sort();
         out
     }

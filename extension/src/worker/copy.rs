@@ -2,7 +2,7 @@
 //! Rust (`ecommerce_events::pgcopy`). COPY keeps full table semantics (defaults, identity,
 //! constraints, indexes, triggers, partitions) and uses the server's multi-insert path.
 
-use ecommerce_events::pgcopy::COPY_COLUMNS;
+use ecommerce_events::pgcopy::copy_columns;
 use pgrx::pg_sys;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
@@ -55,7 +55,7 @@ pub fn copy_into_user_events(stream: &[u8]) -> u64 {
             false,
         );
         let mut columns: *mut pg_sys::List = std::ptr::null_mut();
-        for c in COPY_COLUMNS {
+        for c in copy_columns() {
             columns = pg_sys::lappend(columns, pg_string(c) as *mut c_void);
         }
         let format =

@@ -131,19 +131,7 @@ fn stored(db: &mut Client, file: &str) -> Vec<EventRow> {
     db.query(ROWS_OF_FILE, &[&file])
         .unwrap()
         .iter()
-        .map(|r| EventRow {
-            file: r.get(0),
-            line: r.get(1),
-            user_id: r.get(2),
-            event_type: r.get(3),
-            product_id: r.get(4),
-            product_name: r.get(5),
-            product_category: r.get(6),
-            price: r.get(7),
-            ts_us: r.get(8),
-            session_id: r.get(9),
-            device_type: r.get(10),
-        })
+        .map(EventRow::from_row)
         .collect()
 }
 
