@@ -79,6 +79,8 @@ fn raise(e: impl std::fmt::Display) -> ! {
 struct Batch {
     copy: CopyEncoder,
     lines: Vec<u64>,
+    /// Byte range of each row in the file, for the raw text of a row the database refuses.
+    spans: Vec<(u64, u64)>,
     one: Vec<u8>,
 }
 
@@ -90,7 +92,7 @@ impl Batch {
 
 /// Inserts the batch with one COPY; if the database refuses it for a row's values (a
 /// constraint or trigger), each row is retried alone and only the refused rows become rejects.
-fn flush_rows(batch: &mut Batch, rejects: &mut Rejects) -> i64 {
+fn flush_rows(batch: &mut Batch, rejects: &mut Rejects, reader: &EventReader) -> i64 {
     let n = batch.len();
     if n == 0 {
         return 0;
@@ -103,12 +105,15 @@ fn flush_rows(batch: &mut Batch, rejects: &mut Rejects) -> i64 {
                 batch.copy.single(i, &mut batch.one);
                 match subtransaction(|| copy_into_user_events(&batch.one)) {
                     Ok(_) => ok += 1,
-                    Err(e) if e.is_row_level() => rejects.push(
-                        batch.lines[i],
-                        None,
-                        format!("refused by the database: {e}"),
-                        None,
-                    ),
+                    Err(e) if e.is_row_level() => {
+                        let (start, end) = batch.spans[i];
+                        rejects.push(
+                            batch.lines[i],
+                            None,
+                            format!("refused by the database: {e}"),
+                            Some(reader.raw_text(start, end)),
+                        )
+                    }
                     Err(e) => e.raise(),
                 }
             }
@@ -118,6 +123,7 @@ fn flush_rows(batch: &mut Batch, rejects: &mut Rejects) -> i64 {
     };
     batch.copy.clear();
     batch.lines.clear();
+    batch.spans.clear();
     inserted
 }
 
@@ -321,8 +327,9 @@ fn chunk(
             Outcome::Valid(row) => {
                 batch.copy.push(&row, file_id, rec.line);
                 batch.lines.push(rec.line);
+                batch.spans.push((rec.start, end));
                 if batch.len() >= st.batch_rows {
-                    rows += flush_rows(batch, &mut rejects);
+                    rows += flush_rows(batch, &mut rejects, reader);
                 }
             }
             Outcome::Rejected { error, raw } => {
@@ -337,7 +344,7 @@ fn chunk(
             break;
         }
     }
-    rows += flush_rows(batch, &mut rejects);
+    rows += flush_rows(batch, &mut rejects, reader);
     n_rejected += rejects.line.len() as i64;
     rejects.flush(client, file).unwrap_or_else(|e| raise(e));
 

@@ -625,6 +625,14 @@ impl Worker {
             for sk in &listing.skipped {
                 self.refused_once(&sk.name, &sk.reason);
             }
+            let present: HashSet<&str> = listing.files.iter().map(|c| c.name.as_str()).collect();
+            let gone: Vec<String> = self
+                .active
+                .iter()
+                .filter(|n| !present.contains(n.as_str()))
+                .cloned()
+                .collect();
+            self.vanished(&gone);
             self.scanned = Some(Scanned {
                 dir: dir.clone(),
                 pattern: st.file_pattern.clone(),
@@ -640,11 +648,72 @@ impl Worker {
             match classify(dir, &name, pattern) {
                 EntryKind::File(c) => files.push(c),
                 EntryKind::Refused(sk) => self.refused_once(&sk.name, &sk.reason),
-                EntryKind::Ignored => {}
+                EntryKind::Ignored => {
+                    if self.active.contains(&name) {
+                        self.vanished(std::slice::from_ref(&name));
+                    }
+                }
             }
         }
         sort_oldest_first(&mut files);
         Ok(files)
+    }
+
+    /// Files that were still in progress and are gone from the folder. A file whose complete
+    /// lines were all ingested while it was young is finished as it is; a file that was never
+    /// read (a transient error) is forgotten. A partly ingested one keeps its ledger row.
+    fn vanished(&mut self, names: &[String]) {
+        for name in names {
+            self.active.remove(name);
+            let Some(e) = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.files.get(name))
+                .cloned()
+            else {
+                continue;
+            };
+            match e.status {
+                Status::Growing => {
+                    let u = Update {
+                        name,
+                        status: Status::Done,
+                        size: e.size,
+                        mtime_ns: e.mtime_ns,
+                        hash: None,
+                        resume: e.resume,
+                        rows_ok: 0,
+                        rows_rejected: 0,
+                        new_chunks: 0,
+                        extra_columns: None,
+                        error: Some(
+                            "removed before it settled; every complete line it had was ingested"
+                                .into(),
+                        ),
+                    };
+                    if transaction(|| {
+                        Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
+                    })
+                    .is_ok()
+                    {
+                        self.remember(name, Entry::after(&u, Some(&e)));
+                    }
+                }
+                Status::Error => {
+                    let gone = transaction(|| {
+                        Spi::run_with_args(sql::LEDGER_FORGET_UNREAD, &[name.as_str().into()])
+                            .unwrap_or_else(|e| error!("{e}"))
+                    });
+                    if gone.is_ok() {
+                        if let Some(l) = self.ledger.as_mut() {
+                            l.files.remove(name);
+                        }
+                        self.settled(name);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Records a non-regular entry (symlink, FIFO, directory) once in the ledger as failed.

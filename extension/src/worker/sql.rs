@@ -55,6 +55,10 @@ ON CONFLICT (file_name) DO UPDATE SET
 pub const LEDGER_TOUCH: &str =
     "UPDATE public.ingest_ledger SET size = $2, mtime = $3 WHERE file_name = $1";
 
+/// A file that was never read (only a transient error was recorded) and is gone: forget it.
+pub const LEDGER_FORGET_UNREAD: &str = "DELETE FROM public.ingest_ledger
+WHERE file_name = $1 AND status = 'error' AND rows_ok = 0 AND rows_rejected = 0";
+
 pub const INSERT_BATCH_LOG: &str = "
 INSERT INTO public.ingest_batch_log
     (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second)
