@@ -53,6 +53,5 @@ else
   cargo pgrx init --pg${PG_MAJOR} "${PG_CONFIG}"
 fi
 
-# 5. The extension is installed into Debian's tree: let the build user write there
-#    when not root is handled by `cargo pgrx install --sudo` in the callers.
+# The extension itself is built and installed by scripts/install-ext.sh (sudo when not root).
 log "done"
