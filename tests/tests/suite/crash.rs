@@ -53,14 +53,15 @@ fn immediate_restart_in_the_middle_of_a_backlog_loses_and_duplicates_nothing() {
 fn a_killed_worker_resumes_a_chunked_file_where_it_stopped() {
     let mut c = Cluster::start(ClusterOptions::with_conf(&[
         "ecommerce_ingest.chunk_size = '64kB'",
-        "ecommerce_ingest.batch_rows = 500",
+        "ecommerce_ingest.batch_rows = 100",
     ]));
-    let bytes = gen_file(77, 50_000);
+    // Big enough (about 3,000 chunks of 64 kB) that the kill always lands in the middle of it.
+    let bytes = gen_file(77, 300_000);
     let header_len = ecommerce_events::header_line().len() as i64 + 1;
     let size = bytes.len() as i64;
     let path = c.write_file_atomic("big.csv", &bytes);
     let exp = expected_rows(&[&path]);
-    assert_eq!(exp.rows.len(), 50_000);
+    assert_eq!(exp.rows.len(), 300_000);
     c.wait_for("3 chunks committed", Duration::from_secs(60), |c| {
         c.int("SELECT count(*) FROM ingest_file_chunks") >= 3
     });
@@ -114,8 +115,8 @@ fn a_killed_worker_resumes_a_chunked_file_where_it_stopped() {
         rows += ok;
     }
     assert_eq!(offset, size, "the chunks cover the whole file");
-    assert_eq!(line, 50_002);
-    assert_eq!(rows, 50_000);
+    assert_eq!(line, 300_002);
+    assert_eq!(rows, 300_000);
     let (ledger_chunks, ledger_offset): (i32, i64) = {
         let r = c
             .client()
