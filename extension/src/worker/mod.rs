@@ -559,7 +559,8 @@ impl Worker {
             0.0
         };
         if files > 0 {
-            let _ = transaction(|| {
+            // The batch history is informational: a failure here is reported, never fatal.
+            let logged = transaction(|| {
                 Spi::run_with_args(
                     sql::INSERT_BATCH_LOG,
                     &[
@@ -574,7 +575,17 @@ impl Worker {
                         rps.into(),
                     ],
                 )
+                .unwrap_or_else(|e| error!("{e}"))
             });
+            match logged {
+                Ok(()) => self.settled("batch_log"),
+                Err(e) => self.say_keyed(
+                    "batch_log",
+                    e.sqlstate.clone(),
+                    format!("cannot record the batch in ingest_batch_log: {e}"),
+                    true,
+                ),
+            }
         }
         {
             let mut s = STATUS.exclusive();
