@@ -157,19 +157,15 @@ pub fn ingest_file(
         Err(_) if young => return FileOutcome::Wait(None),
         Err(e) => {
             let empty = matches!(e, OpenError::Header(ecommerce_events::HeaderError::Empty));
-            let u = Update {
-                name: &cand.name,
-                status: if empty { Status::Done } else { Status::Failed },
-                size: cand.size,
-                mtime_ns: cand.mtime_ns,
-                hash: None,
-                resume: Resume::default(),
-                rows_ok: 0,
-                rows_rejected: 0,
-                new_chunks: 0,
-                extra_columns: None,
-                error: Some(e.to_string()),
-            };
+            let status = if empty { Status::Done } else { Status::Failed };
+            let u = Update::status_only(
+                &cand.name,
+                status,
+                cand.size,
+                cand.mtime_ns,
+                Resume::default(),
+                Some(e.to_string()),
+            );
             return match transaction(|| {
                 Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))
             }) {

@@ -113,6 +113,32 @@ pub struct Update<'a> {
     pub error: Option<String>,
 }
 
+impl<'a> Update<'a> {
+    /// A change of a file's status and message that commits no rows.
+    pub fn status_only(
+        name: &'a str,
+        status: Status,
+        size: u64,
+        mtime_ns: i64,
+        resume: Resume,
+        error: Option<String>,
+    ) -> Self {
+        Update {
+            name,
+            status,
+            size,
+            mtime_ns,
+            hash: None,
+            resume,
+            rows_ok: 0,
+            rows_rejected: 0,
+            new_chunks: 0,
+            extra_columns: None,
+            error,
+        }
+    }
+}
+
 /// Writes (insert or update) a file's ledger row inside the current transaction.
 pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi::Error> {
     let finished = matches!(u.status, Status::Done | Status::Failed);

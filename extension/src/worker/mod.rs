@@ -686,22 +686,17 @@ impl Worker {
             };
             match e.status {
                 Status::Growing => {
-                    let u = Update {
+                    let u = Update::status_only(
                         name,
-                        status: Status::Done,
-                        size: e.size,
-                        mtime_ns: e.mtime_ns,
-                        hash: None,
-                        resume: e.resume,
-                        rows_ok: 0,
-                        rows_rejected: 0,
-                        new_chunks: 0,
-                        extra_columns: None,
-                        error: Some(
+                        Status::Done,
+                        e.size,
+                        e.mtime_ns,
+                        e.resume,
+                        Some(
                             "removed before it settled; every complete line it had was ingested"
                                 .into(),
                         ),
-                    };
+                    );
                     if transaction(|| {
                         Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
                     })
@@ -753,19 +748,14 @@ impl Worker {
         reason: &str,
         status: Status,
     ) {
-        let u = Update {
+        let u = Update::status_only(
             name,
             status,
             size,
             mtime_ns,
-            hash: None,
-            resume: Default::default(),
-            rows_ok: 0,
-            rows_rejected: 0,
-            new_chunks: 0,
-            extra_columns: None,
-            error: Some(reason.to_string()),
-        };
+            Default::default(),
+            Some(reason.to_string()),
+        );
         if transaction(|| {
             Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
         })
@@ -815,19 +805,14 @@ impl Worker {
             now_hash.as_deref().unwrap_or("unreadable")
         );
         self.say(&cand.name, msg.clone(), true);
-        let u = Update {
-            name: &cand.name,
-            status: Status::Changed,
-            size: e.size,
-            mtime_ns: e.mtime_ns,
-            hash: None,
-            resume: e.resume,
-            rows_ok: 0,
-            rows_rejected: 0,
-            new_chunks: 0,
-            extra_columns: None,
-            error: Some(msg),
-        };
+        let u = Update::status_only(
+            &cand.name,
+            Status::Changed,
+            e.size,
+            e.mtime_ns,
+            e.resume,
+            Some(msg),
+        );
         if transaction(|| {
             Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
         })
