@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test of the project: unit tests (no server), in-server tests (#[pg_test]) and
-# end-to-end tests against real PostgreSQL 15 clusters with the worker preloaded.
+# Every test of the project: unit tests (no server), in-server tests (#[pg_test]), end-to-end
+# tests against real PostgreSQL 15 clusters with the worker preloaded, and the pgAdmin test
+# (real pgAdmin 4 driven by headless Chromium against a streaming cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -28,5 +29,9 @@ echo "== end-to-end tests (real clusters)"
 bash scripts/install-ext.sh
 t cargo test -p e2e --tests -- --test-threads=1
 
+echo "== pgAdmin in a real browser (scripts/pgadmin-test.sh)"
+t bash scripts/pgadmin-test.sh
+
 # One closing line for the whole run.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+awk '/^test result:/ { p += $4; f += $6 }
+     /^pgadmin ui test result:/ { p += $5; f += $7 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
