@@ -22,6 +22,9 @@ pub const COLUMNS: &str = "user_id, event_type, product_id, product_name, produc
 pub struct Sizes {
     pub backlog_files: u64,
     pub backlog_rows_per_file: u64,
+    /// Worker-then-COPY rounds of the backlog; the round with the median ratio is reported.
+    #[serde(default = "one")]
+    pub backlog_rounds: u64,
     pub latency_seconds: f64,
     pub latency_rate: f64,
     pub latency_rows_per_file: u64,
@@ -40,11 +43,16 @@ pub struct Sizes {
     pub stage_parallel: u64,
 }
 
+fn one() -> u64 {
+    1
+}
+
 impl Sizes {
     pub fn full() -> Sizes {
         Sizes {
             backlog_files: 200,
             backlog_rows_per_file: 5_000,
+            backlog_rounds: 5,
             latency_seconds: 30.0,
             latency_rate: 50.0,
             latency_rows_per_file: 10,
@@ -67,6 +75,7 @@ impl Sizes {
         Sizes {
             backlog_files: 20,
             backlog_rows_per_file: 1_000,
+            backlog_rounds: 2,
             latency_seconds: 5.0,
             latency_rate: 50.0,
             latency_rows_per_file: 10,
@@ -178,22 +187,24 @@ fn count(c: &mut Client, sql: &str) -> R<i64> {
     Ok(c.query_one(sql, &[])?.get(0))
 }
 
-/// Checks that the worker ingested exactly `files` files and `rows` rows, nothing rejected.
-fn check_ingested(c: &mut Client, what: &str, files: u64, rows: u64) -> R<()> {
+/// Checks that the worker ingested exactly `files` files and `rows` rows, nothing rejected, in
+/// round `round` (0-based): the ledger holds every round's files, `user_events` only this one's.
+fn check_ingested(c: &mut Client, what: &str, files: u64, rows: u64, round: u64) -> R<()> {
     let s = status(c)?;
+    let (all_files, all_rows) = (files * (round + 1), rows * (round + 1));
     let in_table = count(c, "SELECT count(*) FROM user_events")?;
     let done = count(
         c,
         "SELECT count(*) FROM ingest_ledger WHERE status = 'done'",
     )?;
-    if s.rows_ingested as u64 != rows
+    if s.rows_ingested as u64 != all_rows
         || in_table as u64 != rows
-        || done as u64 != files
+        || done as u64 != all_files
         || s.rows_rejected != 0
         || s.files_failed != 0
     {
         return Err(err(format!(
-            "{what}: counts are wrong: generated {files} files / {rows} rows; \
+            "{what}: counts are wrong: generated {files} files / {rows} rows (round {round}); \
              user_events holds {in_table} rows, ingest_status says {} rows ingested, {} rejected, \
              {} files failed; {done} files done (last error: {:?})",
             s.rows_ingested, s.rows_rejected, s.files_failed, s.last_error
@@ -232,9 +243,23 @@ pub struct Throughput {
     pub copy_rows_per_second: f64,
     /// worker rows/s ÷ COPY rows/s.
     pub ratio: f64,
+    /// Every round (worker, then COPY, of the same files): the figures above are the round with
+    /// the median ratio. Empty in results from before rounds existed.
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Round {
+    pub worker_seconds: f64,
+    pub copy_seconds: f64,
+    pub ratio: f64,
 }
 
 /// Ingests the staged files (already renamed into the paused worker's folder) and COPYs them.
+/// Round 0 creates `copy_target`; a later round empties it and `user_events` first, so every
+/// round starts from the same empty tables (its files must have names the ledger has not seen).
+#[allow(clippy::too_many_arguments)]
 fn worker_vs_copy(
     c: &mut Client,
     input: &Path,
@@ -243,11 +268,15 @@ fn worker_vs_copy(
     bytes: u64,
     timeout: Duration,
     worker_done: impl FnOnce(),
+    round: u64,
 ) -> R<Throughput> {
     let files = names.len() as u64;
-    c.batch_execute(
-        "CREATE TABLE copy_target (LIKE user_events INCLUDING ALL); CHECKPOINT; SELECT pg_sleep(0.5)",
-    )?;
+    if round == 0 {
+        c.batch_execute("CREATE TABLE copy_target (LIKE user_events INCLUDING ALL)")?;
+    } else {
+        c.batch_execute("TRUNCATE copy_target; TRUNCATE user_events")?;
+    }
+    c.batch_execute("CHECKPOINT; SELECT pg_sleep(0.5)")?;
     let t0 = resume(c)?;
     wait_status(
         c,
@@ -256,8 +285,8 @@ fn worker_vs_copy(
         // The end time comes from the server (committed_at): polling need not be tight.
         Duration::from_millis(50),
         |s| {
-            s.rows_ingested as u64 + s.rows_rejected as u64 >= rows
-                && s.files_ingested as u64 >= files
+            s.rows_ingested as u64 + s.rows_rejected as u64 >= rows * (round + 1)
+                && s.files_ingested as u64 >= files * (round + 1)
         },
     )?;
     let t1: f64 = c
@@ -267,7 +296,7 @@ fn worker_vs_copy(
         )?
         .get(0);
     worker_done();
-    check_ingested(c, "worker", files, rows)?;
+    check_ingested(c, "worker", files, rows, round)?;
     let worker_seconds = t1 - t0;
     c.batch_execute("CHECKPOINT; SELECT pg_sleep(0.5)")?;
     let paths: Vec<PathBuf> = names.iter().map(|n| input.join(n)).collect();
@@ -289,6 +318,11 @@ fn worker_vs_copy(
         copy_seconds,
         copy_rows_per_second: copy_rps,
         ratio: worker_rps / copy_rps,
+        rounds: vec![Round {
+            worker_seconds,
+            copy_seconds,
+            ratio: worker_rps / copy_rps,
+        }],
     })
 }
 
@@ -314,16 +348,43 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
         .sum();
     move_in(&staged, &cluster.input)?;
     sync();
-    let names: Vec<String> = staged.iter().map(|f| f.name.clone()).collect();
-    let r = worker_vs_copy(
-        &mut c,
-        &cluster.input,
-        &names,
-        rows,
-        bytes,
-        Duration::from_secs(900),
-        || {},
-    )?;
+    let mut names: Vec<String> = staged.iter().map(|f| f.name.clone()).collect();
+    // Several rounds, each worker then COPY on the same files under new names: on a shared
+    // machine one round can be off by ±20 %; the median round is what the table shows.
+    let mut runs: Vec<Throughput> = Vec::new();
+    for round in 0..z.backlog_rounds.max(1) {
+        if round > 0 {
+            pause(&mut c)?;
+            let renamed: Vec<String> = names.iter().map(|n| format!("r{round}-{n}")).collect();
+            for (old, new) in names.iter().zip(&renamed) {
+                std::fs::rename(cluster.input.join(old), cluster.input.join(new))?;
+            }
+            sync();
+            names = renamed;
+        }
+        let r = worker_vs_copy(
+            &mut c,
+            &cluster.input,
+            &names,
+            rows,
+            bytes,
+            Duration::from_secs(900),
+            || {},
+            round,
+        )?;
+        log(&format!(
+            "backlog round {}: worker {:.2} s, COPY {:.2} s: {:.2}x",
+            round + 1,
+            r.worker_seconds,
+            r.copy_seconds,
+            r.ratio
+        ));
+        runs.push(r);
+    }
+    let all: Vec<Round> = runs.iter().flat_map(|r| r.rounds.clone()).collect();
+    runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
+    let mut r = runs.swap_remove(runs.len() / 2);
+    r.rounds = all;
     log(&format!(
         "backlog: worker {:.0} rows/s ({:.2} s), COPY {:.0} rows/s ({:.2} s): {:.2}x",
         r.worker_rows_per_second, r.worker_seconds, r.copy_rows_per_second, r.copy_seconds, r.ratio
@@ -457,7 +518,7 @@ pub fn latency(env: &Env, z: &Sizes) -> R<Latency> {
         z.latency_rate,
         z.latency_rows_per_file,
     )?;
-    check_ingested(&mut c, "latency", n, rows)?;
+    check_ingested(&mut c, "latency", n, rows, 0)?;
     log(&format!(
         "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         r.p50_ms, r.p99_ms, r.max_ms
@@ -659,6 +720,7 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
         "history",
         files,
         hist_rows + 2 * z.history_new_files * z.history_rows_per_file,
+        0,
     )?;
     let r = History {
         history_files: z.history_files,
@@ -740,6 +802,7 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
         Duration::from_secs(3600),
         // Sample the worker only while it ingests (COPY runs in another backend).
         || stop.store(true, Ordering::Relaxed),
+        0,
     );
     stop.store(true, Ordering::Relaxed);
     let (anon, hwm, n) = sampler.join().map_err(|_| err("sampler panicked"))?;

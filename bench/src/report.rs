@@ -296,6 +296,25 @@ pub fn markdown(r: &Results) -> String {
             }
         );
     }
+    if let Some(b) = r.backlog.as_ref().filter(|b| b.rounds.len() > 1) {
+        let list: Vec<String> = b
+            .rounds
+            .iter()
+            .map(|x| {
+                format!(
+                    "{:.2} ({:.2} s / {:.2} s)",
+                    x.ratio, x.worker_seconds, x.copy_seconds
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nBacklog (figure 1): {} rounds, each the worker then COPY on the same files (under new names, \
+             into emptied tables); the table shows the median round. Every round, ratio (worker / COPY): {}.",
+            b.rounds.len(),
+            list.join(", ")
+        );
+    }
     if let Some(l) = &r.latency {
         let n = l.samples_ms.len() / 5;
         if n > 0 {

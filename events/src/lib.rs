@@ -3,13 +3,14 @@
 
 pub mod header;
 pub mod pgcopy;
+pub mod pipeline;
 pub mod reader;
 pub mod schema;
 pub mod select;
 pub mod validate;
 
 pub use header::{HeaderError, HeaderMap};
-pub use reader::{EventReader, OpenError, Outcome, Record, Resume, RAW_TEXT_CAP};
+pub use reader::{EventReader, OpenError, Outcome, RawSource, Record, Resume, RAW_TEXT_CAP};
 pub use schema::{
     header_line, is_temporary_name, Column, DeviceType, Event, EventType, Price, COLUMNS,
 };

@@ -129,6 +129,19 @@ impl CopyEncoder {
         &self.buf
     }
 
+    /// Sets `source_file_id` of every tuple pushed so far (rows can be encoded before the
+    /// file's ledger id is known: the id is the second-to-last field, at a fixed distance from
+    /// each tuple's end).
+    pub fn set_source_file_id(&mut self, id: i32) {
+        // Each tuple ends with source_file_id (length 4, value 4) and source_line (length 4,
+        // value 8): the id's value starts 16 bytes before the end.
+        let tuples_end = self.buf.len() - if self.sealed { TRAILER.len() } else { 0 };
+        for i in 0..self.starts.len() {
+            let end = self.starts.get(i + 1).copied().unwrap_or(tuples_end);
+            self.buf[end - 16..end - 12].copy_from_slice(&id.to_be_bytes());
+        }
+    }
+
     /// Writes into `out` a complete stream holding only tuple `i`.
     pub fn single(&self, i: usize, out: &mut Vec<u8>) {
         let tuples_end = self.buf.len() - if self.sealed { TRAILER.len() } else { 0 };
@@ -200,5 +213,22 @@ mod tests {
         e.single(0, &mut one);
         let tuple = one.len() - 19 - 2;
         assert_eq!(whole.len(), 19 + 2 * tuple + 2);
+    }
+    #[test]
+    fn source_file_id_is_set_afterwards() {
+        let mut later = CopyEncoder::new();
+        later.push(&row(100), 0, 2);
+        later.push(&row(12_345_670), 0, 3);
+        later.set_source_file_id(41);
+        let mut direct = CopyEncoder::new();
+        direct.push(&row(100), 41, 2);
+        direct.push(&row(12_345_670), 41, 3);
+        assert_eq!(later.finish(), direct.finish());
+        // After finish (sealed) too, and a second time.
+        later.set_source_file_id(-7);
+        let mut again = CopyEncoder::new();
+        again.push(&row(100), -7, 2);
+        again.push(&row(12_345_670), -7, 3);
+        assert_eq!(later.finish(), again.finish());
     }
 }

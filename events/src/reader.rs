@@ -284,36 +284,17 @@ impl EventReader {
     /// The exact bytes of a record without its line terminator, capped, as text (invalid UTF-8
     /// replaced, NUL shown as \0, `…` appended when cut).
     pub fn raw_text(&self, start: u64, end: u64) -> String {
-        let mut stop = end;
-        while stop > start && matches!(self.byte_at(stop - 1), Some(b'\n' | b'\r')) {
-            stop -= 1;
-        }
-        let full = (stop - start) as usize;
-        let len = full.min(self.raw_cap);
-        let mut buf = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match self.raw_file.read_at(&mut buf[got..], start + got as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        buf.truncate(got);
-        let cut = got < full;
-        if cut {
-            // Do not split a character at the cap.
-            if let Err(e) = std::str::from_utf8(&buf) {
-                if e.error_len().is_none() {
-                    buf.truncate(e.valid_up_to());
-                }
-            }
-        }
-        let s = String::from_utf8_lossy(&buf).replace('\0', "\\0");
-        if cut {
-            format!("{s}…")
-        } else {
-            s
-        }
+        raw_text(&self.raw_file, start, end, self.raw_cap, |off| {
+            self.byte_at(off)
+        })
+    }
+
+    /// A handle that gives the raw text of this file's records after the reader is gone.
+    pub fn raw_source(&self) -> io::Result<RawSource> {
+        Ok(RawSource {
+            file: self.raw_file.try_clone()?,
+            cap: self.raw_cap,
+        })
     }
 
     /// The byte at file offset `off`, from the parser's last chunk if it is there.
@@ -455,6 +436,61 @@ impl EventReader {
 }
 
 /// The byte at offset `off` of `file`, if it has one.
+/// The raw text of a file's records, read again by offset: for rows the database refuses after
+/// the reader has moved on (or was dropped).
+pub struct RawSource {
+    file: File,
+    cap: usize,
+}
+
+impl RawSource {
+    /// Same as [`EventReader::raw_text`].
+    pub fn text(&self, start: u64, end: u64) -> String {
+        raw_text(&self.file, start, end, self.cap, |off| {
+            byte_at(&self.file, off)
+        })
+    }
+}
+
+fn raw_text(
+    file: &File,
+    start: u64,
+    end: u64,
+    cap: usize,
+    byte_at: impl Fn(u64) -> Option<u8>,
+) -> String {
+    let mut stop = end;
+    while stop > start && matches!(byte_at(stop - 1), Some(b'\n' | b'\r')) {
+        stop -= 1;
+    }
+    let full = (stop - start) as usize;
+    let len = full.min(cap);
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], start + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf.truncate(got);
+    let cut = got < full;
+    if cut {
+        // Do not split a character at the cap.
+        if let Err(e) = std::str::from_utf8(&buf) {
+            if e.error_len().is_none() {
+                buf.truncate(e.valid_up_to());
+            }
+        }
+    }
+    let s = String::from_utf8_lossy(&buf).replace('\0', "\\0");
+    if cut {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
 fn byte_at(file: &File, off: u64) -> Option<u8> {
     let mut b = [0u8; 1];
     matches!(file.read_at(&mut b, off), Ok(1)).then_some(b[0])

@@ -1,13 +1,14 @@
-//! Ingesting one file: parse, validate, insert in batches, and commit each chunk together with
-//! its rejects and the ledger row that records the byte offset reached.
+//! Ingesting files: the reading thread (`ecommerce_events::pipeline`) parses, validates and
+//! encodes the rows; this side inserts each batch with COPY and commits each chunk together
+//! with its rejects and the ledger row that records the byte offset reached.
 
 use super::copy::copy_into_user_events;
 use super::ledger::{self, Entry, Status, Update};
 use super::sql;
 use super::txn::{subtransaction, transaction, DbError};
 use crate::settings::Settings;
-use ecommerce_events::pgcopy::CopyEncoder;
-use ecommerce_events::{Candidate, EventReader, OpenError, Outcome, Resume};
+use ecommerce_events::pipeline::{ChunkEnd, Job, Piece, Pipeline, Rows, Ticket};
+use ecommerce_events::{Candidate, OpenError, RawSource, Resume};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -45,6 +46,9 @@ struct Rejects {
 }
 
 impl Rejects {
+    fn len(&self) -> usize {
+        self.line.len()
+    }
     fn push(&mut self, line: u64, column: Option<&str>, reason: String, raw: Option<String>) {
         self.line.push(line as i64);
         self.column.push(column.map(str::to_owned));
@@ -74,44 +78,29 @@ fn raise(e: impl std::fmt::Display) -> ! {
     error!("{e}")
 }
 
-/// Valid rows waiting for the next COPY: the binary stream and each row's line number.
-#[derive(Default)]
-struct Batch {
-    copy: CopyEncoder,
-    lines: Vec<u64>,
-    /// Byte range of each row in the file, for the raw text of a row the database refuses.
-    spans: Vec<(u64, u64)>,
-    one: Vec<u8>,
-}
-
-impl Batch {
-    fn len(&self) -> usize {
-        self.lines.len()
-    }
-}
-
-/// Inserts the batch with one COPY; if the database refuses it for a row's values (a
-/// constraint or trigger), each row is retried alone and only the refused rows become rejects.
-fn flush_rows(batch: &mut Batch, rejects: &mut Rejects, reader: &EventReader) -> i64 {
-    let n = batch.len();
+/// Inserts the rows with one COPY; if the database refuses it for a row's values (a constraint
+/// or trigger), each row is retried alone and only the refused rows become rejects.
+fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> i64 {
+    let n = rows.len();
     if n == 0 {
         return 0;
     }
-    let inserted = match subtransaction(|| copy_into_user_events(batch.copy.finish())) {
+    match subtransaction(|| copy_into_user_events(rows.copy.finish())) {
         Ok(_) => n as i64,
         Err(e) if e.is_row_level() => {
             let mut ok = 0;
+            let mut one = Vec::new();
             for i in 0..n {
-                batch.copy.single(i, &mut batch.one);
-                match subtransaction(|| copy_into_user_events(&batch.one)) {
+                rows.copy.single(i, &mut one);
+                match subtransaction(|| copy_into_user_events(&one)) {
                     Ok(_) => ok += 1,
                     Err(e) if e.is_row_level() => {
-                        let (start, end) = batch.spans[i];
+                        let (start, end) = rows.spans[i];
                         rejects.push(
-                            batch.lines[i],
+                            rows.lines[i],
                             None,
                             format!("refused by the database: {e}"),
-                            Some(reader.raw_text(start, end)),
+                            Some(raw.text(start, end)),
                         )
                     }
                     Err(e) => e.raise(),
@@ -120,17 +109,14 @@ fn flush_rows(batch: &mut Batch, rejects: &mut Rejects, reader: &EventReader) ->
             ok
         }
         Err(e) => e.raise(),
-    };
-    batch.copy.clear();
-    batch.lines.clear();
-    batch.spans.clear();
-    inserted
+    }
 }
 
 struct ChunkResult {
     update_entry: Entry,
     rows: i64,
     rejected: i64,
+    /// Nothing more to read for now (end of file, or a held line).
     finished_reading: bool,
 }
 
@@ -140,77 +126,118 @@ enum ChunkStep {
     Committed(ChunkResult),
 }
 
-/// Ingests `cand` from where the ledger says it stopped (or the start), chunk by chunk.
-pub fn ingest_file(
+/// What the reading thread said when it opened a file.
+struct Opened {
+    extra: Vec<String>,
+    raw: RawSource,
+}
+
+fn job(
     st: &Settings,
     cand: &Candidate,
     before: Option<&Entry>,
     young: bool,
-) -> FileOutcome {
-    let path = st.input_dir.join(&cand.name);
-    let resume = before.map(|e| e.resume).filter(|r| r.byte > 0);
-    let reader = match EventReader::open(&path, resume) {
-        Ok(r) => r,
-        Err(OpenError::Io(e)) => {
+    one_chunk: bool,
+) -> Job {
+    Job {
+        path: st.input_dir.join(&cand.name),
+        resume: before.map(|e| e.resume).filter(|r| r.byte > 0),
+        young,
+        chunk_bytes: st.chunk_bytes,
+        batch_rows: st.batch_rows,
+        one_chunk,
+    }
+}
+
+const THREAD_GONE: &str = "the file-reading thread stopped";
+
+/// The first piece of a job: the file opened, or why not.
+fn first_piece(pipe: &mut Pipeline, t: &mut Ticket) -> Result<Opened, Option<OpenError>> {
+    match pipe.next(t) {
+        Ok(Some(Piece::Opened { extra, raw })) => Ok(Opened { extra, raw }),
+        Ok(Some(Piece::OpenFailed(e))) => Err(Some(e)),
+        _ => Err(None),
+    }
+}
+
+/// A file that could not be opened: wait (transient, or too young to judge) or record it as
+/// failed (or done, when empty) in its own transaction.
+fn open_failed(cand: &Candidate, before: Option<&Entry>, young: bool, e: OpenError) -> FileOutcome {
+    let e = match e {
+        OpenError::Io(e) => {
             return FileOutcome::Wait(Some(format!("cannot read {:?}: {e}", cand.name)))
         }
-        Err(_) if young => return FileOutcome::Wait(None),
-        Err(e) => {
-            let empty = matches!(e, OpenError::Header(ecommerce_events::HeaderError::Empty));
-            let status = if empty { Status::Done } else { Status::Failed };
-            let u = Update::status_only(
-                &cand.name,
-                status,
-                cand.size,
-                cand.mtime_ns,
-                Resume::default(),
-                Some(e.to_string()),
-            );
-            return match transaction(|| {
-                Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))
-            }) {
-                Ok(()) => FileOutcome::Progress {
-                    entry: Entry::after(&u, before),
-                    rows: 0,
-                    rejected: 0,
-                },
-                Err(error) => FileOutcome::DbFailed {
-                    error,
-                    rows: 0,
-                    rejected: 0,
-                    entry: None,
-                },
-            };
-        }
+        _ if young => return FileOutcome::Wait(None),
+        e => e,
     };
-    let mut reader = reader;
-    let extra: Vec<String> = reader.header().extra_columns().to_vec();
+    let empty = matches!(e, OpenError::Header(ecommerce_events::HeaderError::Empty));
+    let status = if empty { Status::Done } else { Status::Failed };
+    let u = Update::status_only(
+        &cand.name,
+        status,
+        cand.size,
+        cand.mtime_ns,
+        Resume::default(),
+        Some(e.to_string()),
+    );
+    match transaction(|| Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))) {
+        Ok(()) => FileOutcome::Progress {
+            entry: Entry::after(&u, before),
+            rows: 0,
+            rejected: 0,
+        },
+        Err(error) => FileOutcome::DbFailed {
+            error,
+            rows: 0,
+            rejected: 0,
+            entry: None,
+        },
+    }
+}
+
+/// Ingests `cand` from where the ledger says it stopped (or the start), chunk by chunk, one
+/// transaction per chunk; the reading thread reads the next chunk meanwhile.
+pub fn ingest_file(
+    st: &Settings,
+    pipe: &mut Pipeline,
+    cand: &Candidate,
+    before: Option<&Entry>,
+    young: bool,
+) -> FileOutcome {
+    let Ok(mut t) = pipe.submit(job(st, cand, before, young, false)) else {
+        return FileOutcome::Wait(Some(THREAD_GONE.into()));
+    };
+    let opened = match first_piece(pipe, &mut t) {
+        Ok(o) => o,
+        Err(Some(e)) => return open_failed(cand, before, young, e),
+        Err(None) => return FileOutcome::Wait(Some(THREAD_GONE.into())),
+    };
     let mut entry = before.cloned();
     let (mut rows, mut rejected) = (0i64, 0i64);
-    let mut batch = Batch {
-        copy: CopyEncoder::new(),
-        ..Default::default()
-    };
     loop {
         let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
         let step = transaction(|| {
             Spi::connect_mut(|client| {
-                chunk(
+                if preamble(client) {
+                    return ChunkStep::Paused;
+                }
+                match chunk_body(
                     client,
                     st,
                     cand,
-                    &mut reader,
-                    &mut batch,
+                    pipe,
+                    &mut t,
+                    &opened,
                     young,
                     chunk_no,
-                    &extra,
                     entry.as_ref(),
-                )
+                ) {
+                    Some(c) => ChunkStep::Committed(c),
+                    None => ChunkStep::Stale,
+                }
             })
         });
         match step {
-            Ok(ChunkStep::Paused) => return FileOutcome::Paused,
-            Ok(ChunkStep::Stale) => return FileOutcome::Stale,
             Ok(ChunkStep::Committed(c)) => {
                 rows += c.rows;
                 rejected += c.rejected;
@@ -224,30 +251,190 @@ pub fn ingest_file(
                     };
                 }
             }
+            Ok(ChunkStep::Paused) => {
+                pipe.cancel(&mut t);
+                return FileOutcome::Paused;
+            }
+            Ok(ChunkStep::Stale) => {
+                pipe.cancel(&mut t);
+                return FileOutcome::Stale;
+            }
             Err(error) => {
+                pipe.cancel(&mut t);
                 return FileOutcome::DbFailed {
                     error,
                     rows,
                     rejected,
                     entry,
+                };
+            }
+        }
+    }
+}
+
+/// A file to ingest: what the folder says about it, what the ledger says, and whether it is
+/// young (modified less than `min_file_age` ago).
+pub struct Member<'a> {
+    pub cand: &'a Candidate,
+    pub before: Option<Entry>,
+    pub young: bool,
+}
+
+/// Most files in one group transaction. Each file's COPY runs in a subtransaction that gets its
+/// own transaction id; PostgreSQL keeps up to 64 of those per backend in shared memory before
+/// other sessions' snapshots have to look them up in pg_subtrans.
+pub const GROUP_MAX_FILES: usize = 32;
+
+/// How a group's file came out of the group transaction.
+enum MemberStep {
+    /// Could not be opened inside the group: handled on its own afterwards.
+    NotOpened,
+    Stale,
+    Committed(ChunkResult),
+}
+
+/// Ingests the first chunk of several files in ONE transaction, then finishes on its own any
+/// file that needs more chunks. Every file's rows, rejects, chunk row and ledger row still
+/// commit together (exactly once per file, as with one file per transaction); a backlog of
+/// small files just pays one commit, one WAL flush, one lock and one paused check per group
+/// instead of per file. If the group's transaction fails, each of its files is ingested again
+/// on its own, so the file at fault is isolated and the others are not held back.
+/// Returns one outcome per member, in order.
+pub fn ingest_group(
+    st: &Settings,
+    pipe: &mut Pipeline,
+    members: &[Member<'_>],
+) -> Vec<FileOutcome> {
+    if let [m] = members {
+        return vec![ingest_file(st, pipe, m.cand, m.before.as_ref(), m.young)];
+    }
+    // Every file's first chunk is queued at once: the thread reads the next files while the
+    // database inserts the current one.
+    let mut tickets = Vec::with_capacity(members.len());
+    for m in members {
+        match pipe.submit(job(st, m.cand, m.before.as_ref(), m.young, true)) {
+            Ok(t) => tickets.push(t),
+            Err(_) => {
+                return members
+                    .iter()
+                    .map(|_| FileOutcome::Wait(Some(THREAD_GONE.into())))
+                    .collect()
+            }
+        }
+    }
+    let result = transaction(|| {
+        Spi::connect_mut(|client| {
+            if preamble(client) {
+                return None;
+            }
+            let mut steps = Vec::with_capacity(members.len());
+            for (m, t) in members.iter().zip(tickets.iter_mut()) {
+                let Ok(opened) = first_piece(pipe, t) else {
+                    steps.push(MemberStep::NotOpened);
+                    continue;
+                };
+                let chunk_no = m.before.as_ref().map_or(0, |e| e.chunks);
+                steps.push(
+                    match chunk_body(
+                        client,
+                        st,
+                        m.cand,
+                        pipe,
+                        t,
+                        &opened,
+                        m.young,
+                        chunk_no,
+                        m.before.as_ref(),
+                    ) {
+                        Some(c) => MemberStep::Committed(c),
+                        None => {
+                            pipe.cancel(t);
+                            MemberStep::Stale
+                        }
+                    },
+                );
+            }
+            Some(steps)
+        })
+    });
+    // Whatever was not read (a pause, a rollback) is dropped.
+    for t in tickets.iter_mut() {
+        pipe.cancel(t);
+    }
+    let mut alone =
+        |m: &Member<'_>, before: Option<&Entry>| ingest_file(st, pipe, m.cand, before, m.young);
+    match result {
+        Ok(None) => members.iter().map(|_| FileOutcome::Paused).collect(),
+        Ok(Some(steps)) => members
+            .iter()
+            .zip(steps)
+            .map(|(m, step)| match step {
+                MemberStep::NotOpened => alone(m, m.before.as_ref()),
+                MemberStep::Stale => FileOutcome::Stale,
+                MemberStep::Committed(c) if c.finished_reading => FileOutcome::Progress {
+                    entry: c.update_entry,
+                    rows: c.rows,
+                    rejected: c.rejected,
+                },
+                MemberStep::Committed(c) => {
+                    let entry = c.update_entry.clone();
+                    alone(m, Some(&entry)).after(c)
+                }
+            })
+            .collect(),
+        Err(e) => {
+            debug1!(
+                "ecommerce_ingest: a group of {} files was rolled back ({e}); ingesting them one by one",
+                members.len()
+            );
+            members
+                .iter()
+                .map(|m| alone(m, m.before.as_ref()))
+                .collect()
+        }
+    }
+}
+
+impl FileOutcome {
+    /// This outcome of a file's later chunks, preceded by the committed chunk `first`.
+    fn after(self, first: ChunkResult) -> FileOutcome {
+        match self {
+            FileOutcome::Progress {
+                entry,
+                rows,
+                rejected,
+            } => FileOutcome::Progress {
+                entry,
+                rows: rows + first.rows,
+                rejected: rejected + first.rejected,
+            },
+            FileOutcome::DbFailed {
+                error,
+                rows,
+                rejected,
+                entry,
+            } => FileOutcome::DbFailed {
+                error,
+                rows: rows + first.rows,
+                rejected: rejected + first.rejected,
+                entry: entry.or(Some(first.update_entry)),
+            },
+            // Nothing more was written: what counts is the committed chunk; the next trigger
+            // sees the pause, the stale ledger or the unreadable file again.
+            FileOutcome::Paused | FileOutcome::Stale | FileOutcome::Wait(_) => {
+                FileOutcome::Progress {
+                    entry: first.update_entry,
+                    rows: first.rows,
+                    rejected: first.rejected,
                 }
             }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn chunk(
-    client: &mut SpiClient<'_>,
-    st: &Settings,
-    cand: &Candidate,
-    reader: &mut EventReader,
-    batch: &mut Batch,
-    young: bool,
-    chunk_no: i32,
-    extra: &[String],
-    before: Option<&Entry>,
-) -> ChunkStep {
+/// The start of every ingesting transaction: the lock that orders it with DROP EXTENSION, and
+/// the paused flag (true: write nothing).
+fn preamble(client: &mut SpiClient<'_>) -> bool {
     client
         .update(
             sql::CHUNK_LOCK,
@@ -255,14 +442,28 @@ fn chunk(
             &[crate::shared::DROP_LOCK_KEY.into()],
         )
         .unwrap_or_else(|e| raise(e));
-    let paused = client
+    client
         .select(sql::PAUSED, None, &[])
         .and_then(|t| t.first().get_one::<bool>())
         .unwrap_or_else(|e| raise(e))
-        .unwrap_or(false);
-    if paused {
-        return ChunkStep::Paused;
-    }
+        .unwrap_or(false)
+}
+
+/// One chunk of one file, in the current transaction: checks the ledger row, inserts the
+/// thread's batches of rows and rejects up to the chunk's end, and writes the chunk and ledger
+/// rows. `None`: the ledger row is not what the worker's copy says (nothing was written).
+#[allow(clippy::too_many_arguments)]
+fn chunk_body(
+    client: &mut SpiClient<'_>,
+    st: &Settings,
+    cand: &Candidate,
+    pipe: &mut Pipeline,
+    t: &mut Ticket,
+    opened: &Opened,
+    young: bool,
+    chunk_no: i32,
+    before: Option<&Entry>,
+) -> Option<ChunkResult> {
     let file = cand.name.as_str();
     // The ledger row, locked: it must say exactly what the worker's copy says, or another
     // session changed it and resuming from our offset could ingest rows twice.
@@ -284,7 +485,7 @@ fn chunk(
         Some((id, offset))
     };
     if in_db.map(|r| r.1) != before.map(|e| e.resume.byte as i64) {
-        return ChunkStep::Stale;
+        return None;
     }
     let file_id = match in_db {
         Some((id, _)) => id,
@@ -298,58 +499,37 @@ fn chunk(
             .unwrap_or_else(|e| raise(e))
             .unwrap_or_else(|| raise("no file_id returned")),
     };
-    let start = reader.position();
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);
-    let mut held: Option<Resume> = None;
-    let mut last_line = start.line;
-    loop {
-        let rec = match reader.next_record() {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => raise(format!("reading {file:?}: {e}")),
-        };
-        if !rec.terminated && young {
-            // The producer may still be writing this line: not data yet.
-            held = Some(Resume {
-                byte: rec.start,
-                line: rec.line,
-            });
-            break;
-        }
-        last_line = rec.line;
-        let end = rec.end;
-        match rec.outcome {
-            Outcome::Valid(row) => {
-                batch.copy.push(&row, file_id, rec.line);
-                batch.lines.push(rec.line);
-                batch.spans.push((rec.start, end));
-                if batch.len() >= st.batch_rows {
-                    rows += flush_rows(batch, &mut rejects, reader);
+    let end: ChunkEnd = loop {
+        match pipe.next(t) {
+            Ok(Some(Piece::Batch {
+                rows: mut batch,
+                rejects: refused,
+            })) => {
+                batch.copy.set_source_file_id(file_id);
+                rows += flush_rows(&mut batch, &mut rejects, &opened.raw);
+                for r in refused {
+                    rejects.push(r.line, r.column, r.reason, Some(r.raw));
                 }
-            }
-            Outcome::Rejected { error, raw } => {
-                rejects.push(rec.line, error.column, error.message, Some(raw));
-                if rejects.line.len() >= st.batch_rows {
-                    n_rejected += rejects.line.len() as i64;
+                if rejects.len() >= st.batch_rows {
+                    n_rejected += rejects.len() as i64;
                     rejects.flush(client, file).unwrap_or_else(|e| raise(e));
                 }
             }
+            Ok(Some(Piece::ChunkEnd(end))) => break end,
+            Ok(Some(Piece::ReadFailed(msg))) => raise(msg),
+            _ => raise(THREAD_GONE),
         }
-        if end - start.byte >= st.chunk_bytes {
-            break;
-        }
-    }
-    rows += flush_rows(batch, &mut rejects, reader);
-    n_rejected += rejects.line.len() as i64;
+    };
+    n_rejected += rejects.len() as i64;
     rejects.flush(client, file).unwrap_or_else(|e| raise(e));
 
-    let reached_eof = reader.at_eof() || held.is_some();
-    let finished = reader.at_eof() && held.is_none() && !young;
-    let resume = held.unwrap_or_else(|| reader.position());
+    let finished = end.at_eof && !end.held && !young;
+    let resume = end.resume;
     let status = if finished {
         Status::Done
-    } else if reached_eof {
+    } else if end.last() {
         Status::Growing
     } else {
         Status::Ingesting
@@ -363,23 +543,24 @@ fn chunk(
                 &[
                     file.into(),
                     chunk_no.into(),
-                    (start.byte as i64).into(),
+                    (end.start.byte as i64).into(),
                     (resume.byte as i64).into(),
-                    (start.line as i64).into(),
-                    (last_line as i64).into(),
+                    (end.start.line as i64).into(),
+                    (end.last_line as i64).into(),
                     rows.into(),
                     n_rejected.into(),
                 ],
             )
             .unwrap_or_else(|e| raise(e));
     }
+    let extra = &opened.extra;
     let u = Update {
         name: file,
         status,
         size: cand.size.max(resume.byte),
         mtime_ns: cand.mtime_ns,
         hash: if finished {
-            reader.content_hash().map(ledger::hash_hex)
+            end.hash.map(ledger::hash_hex)
         } else {
             None
         },
@@ -392,10 +573,10 @@ fn chunk(
             .then(|| format!("unknown columns ignored: {}", extra.join(", "))),
     };
     ledger::write(client, &u).unwrap_or_else(|e| raise(e));
-    ChunkStep::Committed(ChunkResult {
+    Some(ChunkResult {
         update_entry: Entry::after(&u, before),
         rows,
         rejected: n_rejected,
-        finished_reading: reached_eof,
+        finished_reading: end.last(),
     })
 }

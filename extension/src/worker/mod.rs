@@ -11,6 +11,7 @@ mod watch;
 
 use crate::settings::{ProcessedAction, Settings};
 use crate::shared::{WorkerState, STATUS};
+use ecommerce_events::pipeline::Pipeline;
 use ecommerce_events::{
     classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
 };
@@ -118,7 +119,12 @@ struct Worker {
     scanned: Option<Scanned>,
     /// Names that still need work (new, in progress, growing, retrying).
     active: HashSet<String>,
+    /// The thread that reads and encodes files ahead of the database work.
+    pipeline: Option<Pipeline>,
 }
+
+/// Batches the reading thread may prepare ahead of the worker (each up to `batch_rows` rows).
+const READ_AHEAD: usize = 4;
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -133,6 +139,30 @@ fn pg_now() -> pg_sys::TimestampTz {
 
 fn set_state(state: WorkerState) {
     STATUS.exclusive().state = state;
+}
+
+/// Files, rows and rejected rows a trigger ingested.
+#[derive(Default)]
+struct Tally {
+    files: i32,
+    rows: i64,
+    rejected: i64,
+}
+
+/// What the ingest loop does after a file's outcome.
+enum Flow {
+    Next,
+    /// Paused, or the extension's tables are gone: end this trigger.
+    Stop,
+    /// The ledger changed under us: reload it and look again at once.
+    Reload,
+}
+
+/// The earliest wake-up among `wake_in` and the moment a file modified at `mtime` (Unix ns) is
+/// `min_age` old.
+fn wake_at_age(wake_in: Option<Duration>, mtime: i64, min_age: i64) -> Duration {
+    let d = Duration::from_nanos((mtime + min_age - now_ns()).max(1_000_000) as u64);
+    wake_in.map_or(d, |w| w.min(d))
 }
 
 /// What a trigger does with a file the ledger already knows.
@@ -233,6 +263,29 @@ impl Worker {
         } else {
             "wakeup"
         }
+    }
+
+    /// The reading thread, started on first use with every signal blocked (signals belong to
+    /// the worker's own thread).
+    fn reading_thread(&mut self) -> Option<&mut Pipeline> {
+        if self.pipeline.is_none() {
+            let started = {
+                let _blocked = watch::BlockAllSignals::new();
+                Pipeline::start(READ_AHEAD)
+            };
+            match started {
+                Ok(p) => {
+                    self.pipeline = Some(p);
+                    self.settled("reader");
+                }
+                Err(e) => self.say(
+                    "reader",
+                    format!("cannot start the file-reading thread: {e}"),
+                    true,
+                ),
+            }
+        }
+        self.pipeline.as_mut()
     }
 
     fn ensure_watcher(&mut self, dir: &std::path::Path) {
@@ -377,9 +430,8 @@ impl Worker {
         let min_age = st.min_file_age.as_nanos() as i64;
         let mut todo: Vec<(&Candidate, bool)> = Vec::new();
         let mut wake_in: Option<Duration> = None;
-        let mut soon = |mtime: i64| {
-            let d = Duration::from_nanos((mtime + min_age - now).max(1_000_000) as u64);
-            wake_in = Some(wake_in.map_or(d, |w: Duration| w.min(d)));
+        let soon = |wake_in: &mut Option<Duration>, mtime: i64| {
+            *wake_in = Some(wake_at_age(*wake_in, mtime, min_age));
         };
         for cand in candidates.iter().filter(|_| !paused) {
             let young = now - cand.mtime_ns < min_age;
@@ -391,7 +443,7 @@ impl Worker {
                 Plan::Nothing => {}
                 Plan::Ingest => todo.push((cand, young)),
                 Plan::AfterDone => self.after_done(st, &cand.name),
-                Plan::LookAgainSoon => soon(cand.mtime_ns),
+                Plan::LookAgainSoon => soon(&mut wake_in, cand.mtime_ns),
                 Plan::CheckChanged => {
                     let e = self
                         .ledger
@@ -407,114 +459,78 @@ impl Worker {
         let backlog = todo.len() > st.max_files_per_trigger;
         todo.truncate(st.max_files_per_trigger);
 
-        let (mut files, mut rows, mut rejected) = (0i32, 0i64, 0i64);
-        for (cand, young) in &todo {
+        let mut tally = Tally::default();
+        let mut next_file = 0;
+        'groups: while next_file < todo.len() {
             pg_sys::check_for_interrupts!();
-            if self
-                .backoff
-                .get(&cand.name)
-                .is_some_and(|b| b.0 > Instant::now())
-            {
-                continue;
-            }
-            let before = self
-                .ledger
-                .as_ref()
-                .and_then(|l| l.files.get(&cand.name))
-                .cloned();
-            let outcome = ingest::ingest_file(st, cand, before.as_ref(), *young);
-            match outcome {
-                FileOutcome::Progress {
-                    entry,
-                    rows: r,
-                    rejected: j,
-                } => {
-                    let status = entry.status;
-                    if r + j > 0 || status == Status::Failed {
-                        files += 1;
-                    }
-                    rows += r;
-                    rejected += j;
-                    self.remember(&cand.name, entry);
-                    self.settled(&cand.name);
-                    self.backoff.remove(&cand.name);
-                    match status {
-                        Status::Done => self.after_done(st, &cand.name),
-                        Status::Failed => self.after_failed(st, &cand.name),
-                        Status::Growing => soon(cand.mtime_ns),
-                        _ => {}
-                    }
-                }
-                FileOutcome::Stale => {
-                    self.say(
-                        "stale",
-                        "the file ledger was changed by another session; reloading it".into(),
-                        false,
-                    );
-                    self.ledger = None;
-                    return Next {
-                        backlog: true,
-                        wake_in: None,
-                    };
-                }
-                FileOutcome::Paused => {
-                    set_state(WorkerState::Paused);
+            // The next group: consecutive files, up to GROUP_MAX_FILES and about one chunk of
+            // bytes in all (a bigger file forms a group of its own).
+            let mut group: Vec<ingest::Member> = Vec::new();
+            let mut bytes = 0u64;
+            while let Some(&(cand, young)) = todo.get(next_file) {
+                if group.len() >= ingest::GROUP_MAX_FILES {
                     break;
                 }
-                FileOutcome::Wait(msg) => {
-                    if let Some(m) = msg {
-                        self.say(&cand.name, m.clone(), true);
-                        if before.is_none() {
-                            self.record_refused_status(
-                                &cand.name,
-                                cand.size,
-                                cand.mtime_ns,
-                                &m,
-                                Status::Error,
-                            );
+                if self
+                    .backoff
+                    .get(&cand.name)
+                    .is_some_and(|b| b.0 > Instant::now())
+                {
+                    next_file += 1;
+                    continue;
+                }
+                let before = self
+                    .ledger
+                    .as_ref()
+                    .and_then(|l| l.files.get(&cand.name))
+                    .cloned();
+                let left = cand
+                    .size
+                    .saturating_sub(before.as_ref().map_or(0, |e| e.resume.byte));
+                if !group.is_empty() && bytes + left > st.chunk_bytes {
+                    break;
+                }
+                bytes += left;
+                group.push(ingest::Member {
+                    cand,
+                    before,
+                    young,
+                });
+                next_file += 1;
+            }
+            if group.is_empty() {
+                break;
+            }
+            let Some(pipe) = self.reading_thread() else {
+                break;
+            };
+            let outcomes = ingest::ingest_group(st, pipe, &group);
+            if !pipe.is_running() {
+                self.say(
+                    "reader",
+                    "the file-reading thread stopped; starting a new one".into(),
+                    true,
+                );
+                self.pipeline = None;
+            }
+            for (m, outcome) in group.iter().zip(outcomes) {
+                match self.handle(st, m, outcome, &mut tally, &mut wake_in) {
+                    Flow::Next => {}
+                    Flow::Stop => break 'groups,
+                    Flow::Reload => {
+                        return Next {
+                            backlog: true,
+                            wake_in: None,
                         }
                     }
-                    if *young {
-                        soon(cand.mtime_ns);
-                    }
-                }
-                FileOutcome::DbFailed {
-                    error,
-                    rows: r,
-                    rejected: j,
-                    entry,
-                } => {
-                    rows += r;
-                    rejected += j;
-                    if let Some(e) = entry {
-                        self.remember(&cand.name, e);
-                    }
-                    // The extension's tables are gone (DROP EXTENSION): stop this trigger
-                    // quietly; the next one finds the extension missing and waits.
-                    if matches!(error.sqlstate.as_str(), "42P01" | "3F000") {
-                        self.ledger = None;
-                        self.scanned = None;
-                        break;
-                    }
-                    // Back off: 1 s, 2 s, 4 s ... up to a minute between attempts.
-                    let failures = self.backoff.get(&cand.name).map_or(0, |b| b.1) + 1;
-                    let delay =
-                        Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60));
-                    self.backoff
-                        .insert(cand.name.clone(), (Instant::now() + delay, failures));
-                    self.say_keyed(
-                        &cand.name,
-                        format!("db:{}", error.sqlstate),
-                        format!(
-                            "file {:?}: {error}; the chunk was rolled back and will be retried in {} s",
-                            cand.name,
-                            delay.as_secs()
-                        ),
-                        true,
-                    );
                 }
             }
         }
+        let Tally {
+            files,
+            rows,
+            rejected,
+        } = tally;
 
         // Wake up when the first backed-off file may be retried.
         let now_i = Instant::now();
@@ -604,6 +620,108 @@ impl Worker {
             };
         }
         Next { backlog, wake_in }
+    }
+
+    /// Takes in one file's outcome: counts it, updates the ledger copy, logs, backs off.
+    fn handle(
+        &mut self,
+        st: &Settings,
+        m: &ingest::Member<'_>,
+        outcome: FileOutcome,
+        tally: &mut Tally,
+        wake_in: &mut Option<Duration>,
+    ) -> Flow {
+        let min_age = st.min_file_age.as_nanos() as i64;
+        let mtime = m.cand.mtime_ns;
+        let soon = |w: &mut Option<Duration>| *w = Some(wake_at_age(*w, mtime, min_age));
+        match outcome {
+            FileOutcome::Progress {
+                entry,
+                rows: r,
+                rejected: j,
+            } => {
+                let status = entry.status;
+                if r + j > 0 || status == Status::Failed {
+                    tally.files += 1;
+                }
+                tally.rows += r;
+                tally.rejected += j;
+                self.remember(&m.cand.name, entry);
+                self.settled(&m.cand.name);
+                self.backoff.remove(&m.cand.name);
+                match status {
+                    Status::Done => self.after_done(st, &m.cand.name),
+                    Status::Failed => self.after_failed(st, &m.cand.name),
+                    Status::Growing => soon(wake_in),
+                    _ => {}
+                }
+            }
+            FileOutcome::Stale => {
+                self.say(
+                    "stale",
+                    "the file ledger was changed by another session; reloading it".into(),
+                    false,
+                );
+                self.ledger = None;
+                return Flow::Reload;
+            }
+            FileOutcome::Paused => {
+                set_state(WorkerState::Paused);
+                return Flow::Stop;
+            }
+            FileOutcome::Wait(msg) => {
+                if let Some(msg) = msg {
+                    self.say(&m.cand.name, msg.clone(), true);
+                    if m.before.is_none() {
+                        self.record_refused_status(
+                            &m.cand.name,
+                            m.cand.size,
+                            m.cand.mtime_ns,
+                            &msg,
+                            Status::Error,
+                        );
+                    }
+                }
+                if m.young {
+                    soon(wake_in);
+                }
+            }
+            FileOutcome::DbFailed {
+                error,
+                rows: r,
+                rejected: j,
+                entry,
+            } => {
+                tally.rows += r;
+                tally.rejected += j;
+                if let Some(e) = entry {
+                    self.remember(&m.cand.name, e);
+                }
+                // The extension's tables are gone (DROP EXTENSION): stop this trigger
+                // quietly; the next one finds the extension missing and waits.
+                if matches!(error.sqlstate.as_str(), "42P01" | "3F000") {
+                    self.ledger = None;
+                    self.scanned = None;
+                    return Flow::Stop;
+                }
+                // Back off: 1 s, 2 s, 4 s ... up to a minute between attempts.
+                let failures = self.backoff.get(&m.cand.name).map_or(0, |b| b.1) + 1;
+                let delay = Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60));
+                self.backoff
+                    .insert(m.cand.name.clone(), (Instant::now() + delay, failures));
+                self.say_keyed(
+                    &m.cand.name,
+                    format!("db:{}", error.sqlstate),
+                    format!(
+                        "file {:?}: {error}; the chunk was rolled back and will be retried in {} s",
+                        m.cand.name,
+                        delay.as_secs()
+                    ),
+                    true,
+                );
+            }
+        }
+        Flow::Next
     }
 
     /// The files to consider in this trigger, oldest first. A full scan lists and stats the whole

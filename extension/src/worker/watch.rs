@@ -47,10 +47,10 @@ fn interesting(ev: &Event) -> bool {
 
 /// Blocks every signal in the calling thread until dropped (threads spawned meanwhile keep
 /// the full mask).
-struct BlockAllSignals(libc::sigset_t);
+pub(super) struct BlockAllSignals(libc::sigset_t);
 
 impl BlockAllSignals {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();

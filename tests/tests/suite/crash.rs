@@ -55,13 +55,16 @@ fn a_killed_worker_resumes_a_chunked_file_where_it_stopped() {
         "ecommerce_ingest.chunk_size = '64kB'",
         "ecommerce_ingest.batch_rows = 100",
     ]));
-    // Big enough (about 3,000 chunks of 64 kB) that the kill always lands in the middle of it.
-    let bytes = gen_file(77, 300_000);
+    // Big enough (about 850 chunks of 64 kB) that the kill lands in the middle of it. The
+    // expected rows are computed before the file goes into the folder, so the worker's clock
+    // starts only once the test is ready to watch it.
+    let bytes = gen_file(77, 500_000);
     let header_len = ecommerce_events::header_line().len() as i64 + 1;
     let size = bytes.len() as i64;
-    let path = c.write_file_atomic("big.csv", &bytes);
-    let exp = expected_rows(&[&path]);
-    assert_eq!(exp.rows.len(), 300_000);
+    let staging = tempfile::tempdir().unwrap();
+    let exp = expected_rows(&[&write_atomic(staging.path(), "big.csv", &bytes)]);
+    assert_eq!(exp.rows.len(), 500_000);
+    c.write_file_atomic("big.csv", &bytes);
     c.wait_for("3 chunks committed", Duration::from_secs(60), |c| {
         c.int("SELECT count(*) FROM ingest_file_chunks") >= 3
     });
@@ -115,8 +118,8 @@ fn a_killed_worker_resumes_a_chunked_file_where_it_stopped() {
         rows += ok;
     }
     assert_eq!(offset, size, "the chunks cover the whole file");
-    assert_eq!(line, 300_002);
-    assert_eq!(rows, 300_000);
+    assert_eq!(line, 500_002);
+    assert_eq!(rows, 500_000);
     let (ledger_chunks, ledger_offset): (i32, i64) = {
         let r = c
             .client()

@@ -8,6 +8,7 @@ mod control;
 mod crash;
 mod crash_random;
 mod database;
+mod groups;
 mod hostile;
 mod ingest;
 mod security;
