@@ -59,7 +59,7 @@ impl Sizes {
             history_files: 100_000,
             history_rows_per_file: 10,
             history_move_batch: 5_000,
-            history_new_files: 100,
+            history_new_files: 300,
             history_new_rate: 20.0,
             trigger_samples: 30,
             rescan_samples: 5,
