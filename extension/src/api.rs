@@ -118,6 +118,10 @@ fn ingest_status() -> TableIterator<
             ),
             WorkerState::Paused => "paused by ingest_pause(); ingest_resume() continues".into(),
             WorkerState::Running => "ingesting files as they arrive".into(),
+            WorkerState::Error => format!(
+                "nothing can be ingested until this is fixed: {}",
+                s.error().unwrap_or_default()
+            ),
         };
         let lag = (s.oldest_pending_at != 0 && s.pending_files > 0)
             .then(|| ((now - s.oldest_pending_at) as f64 / 1e6).max(0.0));

@@ -23,6 +23,8 @@ pub enum WorkerState {
     WaitingForExtension = 1,
     Running = 2,
     Paused = 3,
+    /// Cannot ingest: the input folder is unusable or `file_pattern` is invalid (see last_error).
+    Error = 4,
 }
 
 impl WorkerState {
@@ -32,6 +34,7 @@ impl WorkerState {
             WorkerState::WaitingForExtension => "waiting",
             WorkerState::Running => "running",
             WorkerState::Paused => "paused",
+            WorkerState::Error => "error",
         }
     }
 }

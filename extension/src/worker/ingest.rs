@@ -253,7 +253,15 @@ pub fn ingest_file(
             }
             Ok(ChunkStep::Paused) => {
                 pipe.cancel(&mut t);
-                return FileOutcome::Paused;
+                // Chunks committed before the pause are progress: the ledger copy must know.
+                return match entry {
+                    Some(entry) if Some(&entry) != before => FileOutcome::Progress {
+                        entry,
+                        rows,
+                        rejected,
+                    },
+                    _ => FileOutcome::Paused,
+                };
             }
             Ok(ChunkStep::Stale) => {
                 pipe.cancel(&mut t);

@@ -309,7 +309,8 @@ impl Worker {
         }
     }
 
-    /// One trigger: check the extension and the paused flag, list the folder, ingest.
+    /// One trigger: check the extension and the paused flag, list the folder, plan, ingest,
+    /// record.
     fn trigger(&mut self, st: &Settings, reason: &'static str) -> Next {
         let idle = Next {
             backlog: false,
@@ -317,6 +318,63 @@ impl Worker {
         };
         let started = Instant::now();
         let started_at = pg_now();
+        let (paused, loaded_now) = match self.probe() {
+            Ok(p) => p,
+            Err(next) => return next,
+        };
+        let pattern = match FilePattern::new(&st.file_pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                self.say(
+                    "pattern",
+                    format!("ecommerce_ingest.file_pattern: {e}"),
+                    true,
+                );
+                set_state(WorkerState::Error);
+                return idle;
+            }
+        };
+        self.settled("pattern");
+        let full = reason == "start" || reason == "manual" || loaded_now;
+        let candidates = match self.look(st, &pattern, full) {
+            Ok(c) => c,
+            Err(e) => {
+                self.watcher = None;
+                self.scanned = None;
+                self.say(
+                    "dir",
+                    format!("input folder {}: {e}", st.input_dir.display()),
+                    true,
+                );
+                let mut s = STATUS.exclusive();
+                s.state = WorkerState::Error;
+                s.pending_files = 0;
+                s.last_trigger_at = started_at;
+                return idle;
+            }
+        };
+        self.settled("dir");
+
+        let mut wake_in: Option<Duration> = None;
+        let mut todo = if paused {
+            Vec::new()
+        } else {
+            self.plan(st, &candidates, &mut wake_in)
+        };
+        let backlog = todo.len() > st.max_files_per_trigger;
+        todo.truncate(st.max_files_per_trigger);
+        let tally = match self.ingest(st, &todo, &mut wake_in) {
+            Ok(t) => t,
+            Err(reload) => return reload,
+        };
+        self.retry_backed_off_at(&mut wake_in);
+        self.record(&candidates, tally, started, started_at, reason);
+        Next { backlog, wake_in }
+    }
+
+    /// Checks that the extension exists, reads the paused flag, and (re)loads the ledger when it
+    /// is new or changed. Returns (paused, ledger loaded now), or what to do instead.
+    fn probe(&mut self) -> Result<(bool, bool), Next> {
         let generation = STATUS.share().ledger_generation;
         let stale_key = if self.ledger.is_none() {
             (-1, u64::MAX)
@@ -358,7 +416,10 @@ impl Worker {
                     format!("cannot read the extension's tables: {e}"),
                     true,
                 );
-                return idle;
+                return Err(Next {
+                    backlog: false,
+                    wake_in: None,
+                });
             }
             Ok(None) => {
                 self.ledger = None;
@@ -372,10 +433,10 @@ impl Worker {
                     false,
                 );
                 // CREATE EXTENSION wakes us at once; this is only a fallback.
-                return Next {
+                return Err(Next {
                     backlog: false,
                     wake_in: Some(Duration::from_secs(5)),
-                };
+                });
             }
             Ok(Some(p)) => p,
         };
@@ -393,47 +454,25 @@ impl Worker {
         } else {
             WorkerState::Running
         });
+        Ok((paused, loaded_now))
+    }
 
-        let pattern = match FilePattern::new(&st.file_pattern) {
-            Ok(p) => p,
-            Err(e) => {
-                self.say(
-                    "pattern",
-                    format!("ecommerce_ingest.file_pattern: {e}"),
-                    true,
-                );
-                return idle;
-            }
-        };
-        self.settled("pattern");
-        let full = reason == "start" || reason == "manual" || loaded_now;
-        let candidates = match self.look(st, &pattern, full) {
-            Ok(c) => c,
-            Err(e) => {
-                self.watcher = None;
-                self.scanned = None;
-                self.say(
-                    "dir",
-                    format!("input folder {}: {e}", st.input_dir.display()),
-                    true,
-                );
-                let mut s = STATUS.exclusive();
-                s.pending_files = 0;
-                s.last_trigger_at = started_at;
-                return idle;
-            }
-        };
-        self.settled("dir");
-
-        // Plan: which files need work, oldest first.
+    /// Which of the candidates need ingesting, oldest first (with whether each is young); applies
+    /// what is due to the others (processed action, changed-file check) and sets `wake_in` for
+    /// young files to look at again.
+    fn plan<'c>(
+        &mut self,
+        st: &Settings,
+        candidates: &'c [Candidate],
+        wake_in: &mut Option<Duration>,
+    ) -> Vec<(&'c Candidate, bool)> {
         let now = now_ns();
         let min_age = st.min_file_age.as_nanos() as i64;
         let mut todo: Vec<(&Candidate, bool)> = Vec::new();
-        let mut wake_in: Option<Duration> = None;
         let soon = |wake_in: &mut Option<Duration>, mtime: i64| {
             *wake_in = Some(wake_at_age(*wake_in, mtime, min_age));
         };
-        for cand in candidates.iter().filter(|_| !paused) {
+        for cand in candidates {
             let young = now - cand.mtime_ns < min_age;
             let plan = match self.ledger.as_ref().and_then(|l| l.files.get(&cand.name)) {
                 None => Plan::Ingest,
@@ -443,7 +482,7 @@ impl Worker {
                 Plan::Nothing => {}
                 Plan::Ingest => todo.push((cand, young)),
                 Plan::AfterDone => self.after_done(st, &cand.name),
-                Plan::LookAgainSoon => soon(&mut wake_in, cand.mtime_ns),
+                Plan::LookAgainSoon => soon(wake_in, cand.mtime_ns),
                 Plan::CheckChanged => {
                     let e = self
                         .ledger
@@ -456,28 +495,53 @@ impl Worker {
                 }
             }
         }
-        let backlog = todo.len() > st.max_files_per_trigger;
-        todo.truncate(st.max_files_per_trigger);
+        todo
+    }
 
+    /// Ingests the planned files in groups. `Err`: the ledger changed under us; reload it and
+    /// look again at once.
+    fn ingest(
+        &mut self,
+        st: &Settings,
+        todo: &[(&Candidate, bool)],
+        wake_in: &mut Option<Duration>,
+    ) -> Result<Tally, Next> {
         let mut tally = Tally::default();
         let mut next_file = 0;
         'groups: while next_file < todo.len() {
             pg_sys::check_for_interrupts!();
             // The next group: consecutive files, up to GROUP_MAX_FILES and about one chunk of
-            // bytes in all (a bigger file forms a group of its own).
+            // bytes in all (a bigger file, or one that failed before, forms a group of its own).
             let mut group: Vec<ingest::Member> = Vec::new();
             let mut bytes = 0u64;
             while let Some(&(cand, young)) = todo.get(next_file) {
                 if group.len() >= ingest::GROUP_MAX_FILES {
                     break;
                 }
-                if self
-                    .backoff
-                    .get(&cand.name)
-                    .is_some_and(|b| b.0 > Instant::now())
-                {
-                    next_file += 1;
-                    continue;
+                match self.backoff.get(&cand.name) {
+                    // Backed off: not yet.
+                    Some(b) if b.0 > Instant::now() => {
+                        next_file += 1;
+                        continue;
+                    }
+                    // Failed before and due again: alone, so that a file that keeps failing
+                    // never rolls back a group of others.
+                    Some(_) => {
+                        if group.is_empty() {
+                            group.push(ingest::Member {
+                                cand,
+                                before: self
+                                    .ledger
+                                    .as_ref()
+                                    .and_then(|l| l.files.get(&cand.name))
+                                    .cloned(),
+                                young,
+                            });
+                            next_file += 1;
+                        }
+                        break;
+                    }
+                    None => {}
                 }
                 let before = self
                     .ledger
@@ -514,25 +578,23 @@ impl Worker {
                 self.pipeline = None;
             }
             for (m, outcome) in group.iter().zip(outcomes) {
-                match self.handle(st, m, outcome, &mut tally, &mut wake_in) {
+                match self.handle(st, m, outcome, &mut tally, wake_in) {
                     Flow::Next => {}
                     Flow::Stop => break 'groups,
                     Flow::Reload => {
-                        return Next {
+                        return Err(Next {
                             backlog: true,
                             wake_in: None,
-                        }
+                        })
                     }
                 }
             }
         }
-        let Tally {
-            files,
-            rows,
-            rejected,
-        } = tally;
+        Ok(tally)
+    }
 
-        // Wake up when the first backed-off file may be retried.
+    /// Wakes up when the first backed-off file may be retried; forgets old back-offs.
+    fn retry_backed_off_at(&mut self, wake_in: &mut Option<Duration>) {
         let now_i = Instant::now();
         self.backoff
             .retain(|_, b| b.0 + Duration::from_secs(120) > now_i);
@@ -543,14 +605,30 @@ impl Worker {
             .min()
         {
             let d = d.max(Duration::from_millis(1));
-            wake_in = Some(wake_in.map_or(d, |w| w.min(d)));
+            *wake_in = Some(wake_in.map_or(d, |w| w.min(d)));
         }
+    }
 
+    /// After a trigger: which files stay active, the pending count and lag, the batch history
+    /// row, and the status counters.
+    fn record(
+        &mut self,
+        candidates: &[Candidate],
+        tally: Tally,
+        started: Instant,
+        started_at: pg_sys::TimestampTz,
+        reason: &'static str,
+    ) {
+        let Tally {
+            files,
+            rows,
+            rejected,
+        } = tally;
         // Files that still need attention stay active; pending ones still have bytes to read.
         let mut pending = 0i64;
         let mut oldest = i64::MAX;
         self.active.clear();
-        for cand in &candidates {
+        for cand in candidates {
             let e = self.ledger.as_ref().and_then(|l| l.files.get(&cand.name));
             let waiting = match e {
                 None => true,
@@ -619,7 +697,6 @@ impl Worker {
                 0
             };
         }
-        Next { backlog, wake_in }
     }
 
     /// Takes in one file's outcome: counts it, updates the ledger copy, logs, backs off.
@@ -790,7 +867,8 @@ impl Worker {
 
     /// Files that were still in progress and are gone from the folder. A file whose complete
     /// lines were all ingested while it was young is finished as it is; a file that was never
-    /// read (a transient error) is forgotten. A partly ingested one keeps its ledger row.
+    /// read (a transient error) is forgotten; a partly ingested one is marked failed, saying how
+    /// far it got (its committed rows stay).
     fn vanished(&mut self, names: &[String]) {
         for name in names {
             self.active.remove(name);
@@ -802,40 +880,49 @@ impl Worker {
             else {
                 continue;
             };
-            match e.status {
-                Status::Growing => {
-                    let u = Update::status_only(
-                        name,
-                        Status::Done,
-                        e.size,
-                        e.mtime_ns,
-                        e.resume,
-                        Some(
-                            "removed before it settled; every complete line it had was ingested"
-                                .into(),
-                        ),
-                    );
-                    if transaction(|| {
-                        Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
-                    })
-                    .is_ok()
-                    {
-                        self.remember(name, Entry::after(&u, Some(&e)));
-                    }
+            // What a file still in progress ends as once it is gone.
+            let end = match e.status {
+                Status::Growing => Some((
+                    Status::Done,
+                    "removed before it settled; every complete line it had was ingested"
+                        .to_string(),
+                )),
+                Status::Ingesting => Some((
+                    Status::Failed,
+                    format!(
+                        "removed from the folder before it was fully ingested: its lines up to {} \
+                         (its first {} bytes) are in user_events, the rest was never read",
+                        e.resume.line.saturating_sub(1),
+                        e.resume.byte
+                    ),
+                )),
+                _ => None,
+            };
+            if let Some((status, msg)) = end {
+                if status == Status::Failed {
+                    self.say(name, format!("file {name:?}: {msg}"), true);
                 }
-                Status::Error => {
-                    let gone = transaction(|| {
-                        Spi::run_with_args(sql::LEDGER_FORGET_UNREAD, &[name.as_str().into()])
-                            .unwrap_or_else(|e| error!("{e}"))
-                    });
-                    if gone.is_ok() {
-                        if let Some(l) = self.ledger.as_mut() {
-                            l.files.remove(name);
-                        }
-                        self.settled(name);
-                    }
+                let u = Update::status_only(name, status, e.size, e.mtime_ns, e.resume, Some(msg));
+                if transaction(|| {
+                    Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
+                })
+                .is_ok()
+                {
+                    self.remember(name, Entry::after(&u, Some(&e)));
                 }
-                _ => {}
+                continue;
+            }
+            if e.status == Status::Error {
+                let gone = transaction(|| {
+                    Spi::run_with_args(sql::LEDGER_FORGET_UNREAD, &[name.as_str().into()])
+                        .unwrap_or_else(|e| error!("{e}"))
+                });
+                if gone.is_ok() {
+                    if let Some(l) = self.ledger.as_mut() {
+                        l.files.remove(name);
+                    }
+                    self.settled(name);
+                }
             }
         }
     }

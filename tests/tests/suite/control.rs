@@ -430,3 +430,34 @@ fn a_storm_of_sighups_leaves_the_worker_running() {
         "b.csv was not noticed within 3 s after the SIGHUPs"
     );
 }
+
+/// An input folder that disappears puts the worker in state `error`, with the reason in
+/// `detail` and `last_error`; once the folder is back, it runs again on its own.
+#[test]
+fn a_missing_input_folder_shows_state_error_until_it_is_back() {
+    let mut c = Cluster::start(ClusterOptions::with_conf(&[
+        "ecommerce_ingest.trigger_interval = '1s'",
+    ]));
+    let input = c.input_dir().to_path_buf();
+    let away = input.with_extension("away");
+    std::fs::rename(&input, &away).unwrap();
+    c.wait_for("state error", Duration::from_secs(15), |c| {
+        c.status().state == "error"
+    });
+    let s = c.status();
+    println!("{s:#?}");
+    let folder = input.display().to_string();
+    assert!(s.detail.contains(&folder), "{}", s.detail);
+    assert!(
+        s.last_error.as_deref().is_some_and(|e| e.contains(&folder)),
+        "{:?}",
+        s.last_error
+    );
+    std::fs::rename(&away, &input).unwrap();
+    c.wait_for("state running again", Duration::from_secs(15), |c| {
+        c.status().state == "running"
+    });
+    let path = c.write_file_atomic("back.csv", &gen_file(71, 20));
+    c.wait_files_done(1, Duration::from_secs(15));
+    c.assert_exact_rows(&expected_rows(&[&path]).rows);
+}

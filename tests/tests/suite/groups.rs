@@ -145,14 +145,37 @@ fn a_file_the_database_fails_on_does_not_hold_back_its_group() {
     );
     println!("the 20 good files are done; last error: {err}");
 
+    // While it keeps failing, the poisoned file is retried alone: new files arriving with it
+    // still go in one group, not rolled back with it.
+    c.execute("SELECT ingest_pause()");
+    for i in 0..5u64 {
+        let name = format!("h{i:03}.csv");
+        let p = write_atomic(staging.path(), &name, &gen_file(950 + i, 100));
+        c.write_file_atomic(&name, &std::fs::read(&p).unwrap());
+        good.push(p);
+    }
+    // Long enough for the poisoned file's back-off (2 s, then 4 s) to expire: it is due again
+    // in the same trigger as the new files.
+    std::thread::sleep(Duration::from_secs(5));
+    c.execute("SELECT ingest_resume()");
+    c.wait_files_done(25, Duration::from_secs(60));
+    let h_txns = c.int(
+        "SELECT count(DISTINCT xmin::text)::int8 FROM ingest_ledger WHERE file_name LIKE 'h%'",
+    );
+    assert_eq!(h_txns, 1, "the 5 new files were not ingested as one group");
+    assert_eq!(
+        c.int("SELECT count(*) FROM ingest_files WHERE file_name = 'f009x-poison.csv' AND status = 'done'"),
+        0
+    );
+
     // Once the cause is gone, the retry ingests it, exactly once.
     c.execute("DROP TRIGGER poison ON user_events");
-    c.wait_files_done(21, Duration::from_secs(90));
+    c.wait_files_done(26, Duration::from_secs(90));
     let mut all = good.clone();
     let poison = c.input_dir().join("f009x-poison.csv");
     all.push(poison);
     let exp = expected_rows(&all);
-    assert_eq!(exp.rows.len(), 20 * 100 + 51);
+    assert_eq!(exp.rows.len(), 25 * 100 + 51);
     c.assert_exact_rows(&exp.rows);
     let problems = ledger_problems(c.client());
     assert!(problems.is_empty(), "{problems:#?}");

@@ -735,6 +735,11 @@ fn a_file_pattern_reaching_outside_the_input_folder_is_refused() {
     std::thread::sleep(Duration::from_millis(500));
     let s = c.status();
     println!("{s:#?}");
+    assert_eq!(
+        s.state, "error",
+        "an unusable file_pattern stops ingestion: {s:#?}"
+    );
+    assert!(s.detail.contains("file_pattern"), "{}", s.detail);
     let err = s.last_error.unwrap();
     assert!(err.contains("may not contain '/'"), "{err}");
     assert_eq!(c.event_count(), 0, "something was ingested with ../*.csv");
@@ -752,6 +757,7 @@ fn a_file_pattern_reaching_outside_the_input_folder_is_refused() {
     c.trigger();
     c.wait_files_done(1, Duration::from_secs(30));
     c.settle();
+    assert_eq!(c.status().state, "running");
     let exp = expected_rows(&[c.input_dir().join("inside.csv")]);
     c.assert_exact_rows(&exp.rows);
     assert_eq!(

@@ -458,3 +458,70 @@ fn feeder_output_arrives_exactly_with_its_rejects() {
     c.settle();
     c.assert_exact_rows(&exp.rows);
 }
+
+/// A file removed from the folder after some of its chunks were committed ends as `failed`,
+/// saying how far it got; its committed rows stay, exactly those of the lines before the offset.
+#[test]
+fn a_partly_ingested_file_that_is_removed_ends_as_failed_and_says_how_far_it_got() {
+    let mut c = Cluster::start(ClusterOptions::with_conf(&[
+        "ecommerce_ingest.chunk_size = '64kB'",
+        "ecommerce_ingest.batch_rows = 100",
+    ]));
+    let bytes = gen_file(88, 500_000);
+    let staging = tempfile::tempdir().unwrap();
+    let exp = expected_rows(&[&write_atomic(staging.path(), "part.csv", &bytes)]);
+    let path = c.write_file_atomic("part.csv", &bytes);
+    c.wait_for("2 chunks committed", Duration::from_secs(60), |c| {
+        c.int("SELECT count(*) FROM ingest_file_chunks") >= 2
+    });
+    c.execute("SELECT ingest_pause()");
+    c.wait_for("paused", Duration::from_secs(10), |c| {
+        c.status().state == "paused"
+    });
+    std::thread::sleep(Duration::from_millis(500)); // a chunk in flight commits
+    assert_eq!(
+        c.text("SELECT status FROM ingest_files WHERE file_name = 'part.csv'")
+            .as_deref(),
+        Some("ingesting"),
+        "the file was finished before the pause: the test proves nothing"
+    );
+    std::fs::remove_file(&path).unwrap();
+    c.execute("SELECT ingest_resume()");
+    c.trigger();
+    c.wait_for("part.csv failed", Duration::from_secs(20), |c| {
+        c.text("SELECT status FROM ingest_files WHERE file_name = 'part.csv'")
+            .as_deref()
+            == Some("failed")
+    });
+    let r = c
+        .client()
+        .query_one(
+            "SELECT committed_line, committed_offset, rows_ok, error FROM ingest_ledger
+              WHERE file_name = 'part.csv'",
+            &[],
+        )
+        .unwrap();
+    let (next_line, offset, ok, error): (i64, i64, i64, String) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    println!("part.csv: next line {next_line}, offset {offset}, {ok} rows; {error}");
+    assert!(ok > 0 && ok < 500_000);
+    assert!(
+        error.contains("removed from the folder before it was fully ingested")
+            && error.contains(&format!("lines up to {}", next_line - 1))
+            && error.contains(&format!("first {offset} bytes")),
+        "{error}"
+    );
+    let want: Vec<EventRow> = exp
+        .rows
+        .iter()
+        .filter(|r| r.line < next_line)
+        .cloned()
+        .collect();
+    assert_eq!(want.len() as i64, ok);
+    c.assert_exact_rows(&want);
+    let s = c.status();
+    assert_eq!((s.files_failed, s.rows_ingested), (1, ok));
+    assert!(s.last_error.is_some_and(|e| e.contains("part.csv")));
+    let problems = ledger_problems(c.client());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
