@@ -116,6 +116,9 @@ fn ingest_status() -> TableIterator<
             WorkerState::WaitingForExtension => format!(
                 "the worker waits for CREATE EXTENSION ecommerce_ingest in database {database:?}"
             ),
+            WorkerState::WaitingForDatabase => format!(
+                "database {database:?} (ecommerce_ingest.database) does not exist: the worker starts once it is created (checked every 5 s)"
+            ),
             WorkerState::Paused => "paused by ingest_pause(); ingest_resume() continues".into(),
             WorkerState::Running => "ingesting files as they arrive".into(),
             WorkerState::Error => format!(

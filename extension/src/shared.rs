@@ -25,13 +25,15 @@ pub enum WorkerState {
     Paused = 3,
     /// Cannot ingest: the input folder is unusable or `file_pattern` is invalid (see last_error).
     Error = 4,
+    /// The launcher waits for the database named by `ecommerce_ingest.database` to exist.
+    WaitingForDatabase = 5,
 }
 
 impl WorkerState {
     pub fn name(self) -> &'static str {
         match self {
             WorkerState::Stopped => "no_worker",
-            WorkerState::WaitingForExtension => "waiting",
+            WorkerState::WaitingForExtension | WorkerState::WaitingForDatabase => "waiting",
             WorkerState::Running => "running",
             WorkerState::Paused => "paused",
             WorkerState::Error => "error",

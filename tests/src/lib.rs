@@ -243,14 +243,24 @@ impl Cluster {
     }
 
     pub fn try_connect_as(&self, user: &str) -> Result<Client, postgres::Error> {
+        self.try_connect_to("postgres", user)
+    }
+
+    pub fn try_connect_to(&self, dbname: &str, user: &str) -> Result<Client, postgres::Error> {
         postgres::Config::new()
             .host("127.0.0.1")
             .port(self.port)
             .user(user)
-            .dbname("postgres")
+            .dbname(dbname)
             .application_name("e2e")
             .connect_timeout(Duration::from_secs(10))
             .connect(NoTls)
+    }
+
+    /// A new connection to database `dbname`, as postgres.
+    pub fn connect_to(&self, dbname: &str) -> Client {
+        self.try_connect_to(dbname, "postgres")
+            .unwrap_or_else(|e| panic!("connect to {dbname}: {e}"))
     }
 
     pub fn connect_as(&self, user: &str) -> Client {

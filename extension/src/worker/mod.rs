@@ -4,6 +4,7 @@
 mod copy;
 mod files;
 mod ingest;
+mod launcher;
 mod ledger;
 mod sql;
 mod txn;
@@ -17,22 +18,16 @@ use ecommerce_events::{
 };
 use ingest::FileOutcome;
 use ledger::{Entry, Ledger, Status, Update};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use txn::transaction;
 
+/// Registers the launcher, which starts the ingestion worker (see launcher.rs).
 pub fn register() {
-    BackgroundWorkerBuilder::new("ecommerce_ingest worker")
-        .set_type("ecommerce_ingest")
-        .set_library("ecommerce_ingest")
-        .set_function("ecommerce_ingest_worker_main")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
+    launcher::register();
 }
 
 unsafe extern "C-unwind" fn on_sighup(sig: i32) {

@@ -461,3 +461,58 @@ fn a_missing_input_folder_shows_state_error_until_it_is_back() {
     c.wait_files_done(1, Duration::from_secs(15));
     c.assert_exact_rows(&expected_rows(&[&path]).rows);
 }
+
+/// `ecommerce_ingest.database` naming a database that does not exist yet: the launcher says so
+/// once and waits (no FATAL restart loop); once it is created, the worker starts there.
+#[test]
+fn a_missing_database_is_waited_for_then_the_worker_starts_in_it() {
+    let mut c = Cluster::start(ClusterOptions {
+        create_extension: false,
+        ..ClusterOptions::with_conf(&["ecommerce_ingest.database = 'shop'"])
+    });
+    // ingest_status() works in any database where the extension exists.
+    c.execute("CREATE EXTENSION ecommerce_ingest");
+    c.wait_for("state waiting", Duration::from_secs(15), |c| {
+        c.status().detail.contains("does not exist")
+    });
+    let s = c.status();
+    assert_eq!(
+        (s.state.as_str(), s.worker_pid),
+        ("waiting", None),
+        "{s:#?}"
+    );
+    assert!(s.detail.contains("\"shop\""), "{}", s.detail);
+    // Several checks later (one every 5 s): still one log line, and no worker dying.
+    std::thread::sleep(Duration::from_secs(11));
+    let log = c.server_log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("\"shop\"") && l.contains("does not exist"))
+        .count();
+    assert_eq!(said, 1, "{}", c.log_tail(30));
+    assert!(!log.contains("FATAL"), "{}", c.log_tail(30));
+
+    c.execute("CREATE DATABASE shop");
+    let mut shop = c.connect_to("shop");
+    shop.batch_execute("CREATE EXTENSION ecommerce_ingest")
+        .unwrap();
+    c.wait_for("the worker running in shop", Duration::from_secs(20), |c| {
+        let s = c.status();
+        s.state == "running" && s.database == "shop" && s.worker_pid.is_some()
+    });
+    let path = c.write_file_atomic("shop.csv", &gen_file(81, 25));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let n = loop {
+        let n: i64 = shop
+            .query_one("SELECT count(*) FROM user_events", &[])
+            .unwrap()
+            .get(0);
+        if n == 25 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(n, 25, "rows of {} in shop.user_events", path.display());
+    // The postgres database's own user_events is not the worker's.
+    assert_eq!(c.event_count(), 0);
+}
