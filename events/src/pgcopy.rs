@@ -80,9 +80,23 @@ fn int8(buf: &mut Vec<u8>, v: i64) {
 
 impl CopyEncoder {
     pub fn new() -> Self {
-        let mut e = CopyEncoder::default();
+        CopyEncoder::with_capacity(0, 0)
+    }
+
+    /// An empty stream with room for `tuples` tuples in `bytes` bytes.
+    pub fn with_capacity(tuples: usize, bytes: usize) -> Self {
+        let mut e = CopyEncoder {
+            buf: Vec::with_capacity(bytes),
+            starts: Vec::with_capacity(tuples),
+            sealed: false,
+        };
         e.clear();
         e
+    }
+
+    /// Bytes of the stream so far.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// Starts a new stream (keeps the allocation).

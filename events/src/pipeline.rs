@@ -32,7 +32,6 @@ pub struct Job {
 
 /// Valid rows, encoded for COPY with `source_file_id` 0 (set it with
 /// [`CopyEncoder::set_source_file_id`]), with each row's line and byte range.
-#[derive(Default)]
 pub struct Rows {
     pub copy: CopyEncoder,
     pub lines: Vec<u64>,
@@ -40,6 +39,15 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// An empty batch with room for `n` rows in `bytes` encoded bytes.
+    fn with_capacity(n: usize, bytes: usize) -> Rows {
+        Rows {
+            copy: CopyEncoder::with_capacity(n, bytes),
+            lines: Vec::with_capacity(n),
+            spans: Vec::with_capacity(n),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.lines.len()
     }
@@ -290,10 +298,7 @@ fn chunk(
     send: &mut dyn FnMut(Piece) -> bool,
 ) -> Result<Option<ChunkEnd>, String> {
     let start = reader.position();
-    let mut rows = Rows {
-        copy: CopyEncoder::new(),
-        ..Default::default()
-    };
+    let mut rows = Rows::with_capacity(0, 0);
     let mut rejects: Vec<Reject> = Vec::new();
     let mut held: Option<Resume> = None;
     let mut last_line = start.line;
@@ -328,13 +333,9 @@ fn chunk(
             }),
         }
         if rows.len() >= batch_rows || rejects.len() >= batch_rows {
-            let full = std::mem::replace(
-                &mut rows,
-                Rows {
-                    copy: CopyEncoder::new(),
-                    ..Default::default()
-                },
-            );
+            // The next batch of a big file is as big: allocate it at once, not by growing.
+            let next = Rows::with_capacity(rows.len(), rows.copy.byte_len());
+            let full = std::mem::replace(&mut rows, next);
             if !send(Piece::Batch {
                 rows: full,
                 rejects: std::mem::take(&mut rejects),

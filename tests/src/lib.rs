@@ -55,6 +55,15 @@ impl ClusterOptions {
             ..Default::default()
         }
     }
+
+    /// Files committed in chunks of 64 kB (batches of 100 rows): a file of a few hundred
+    /// thousand rows takes hundreds of transactions, time to act while it is half ingested.
+    pub fn small_chunks() -> Self {
+        ClusterOptions::with_conf(&[
+            "ecommerce_ingest.chunk_size = '64kB'",
+            "ecommerce_ingest.batch_rows = 100",
+        ])
+    }
 }
 
 /// One row of `ingest_status()`.
@@ -673,6 +682,14 @@ pub fn assert_same_rows(expected: &[EventRow], got: &[EventRow]) {
 
 /// Parses files with the contract's own reader: their valid rows and their rejects. `paths`
 /// may name files or folders (every regular, non-hidden file directly inside is read).
+/// What a file named `name` holding `bytes` must give, read from a copy outside any input
+/// folder: computed before the file is dropped, so the worker's clock starts only once the
+/// test is ready to watch it.
+pub fn expected_of(name: &str, bytes: &[u8]) -> Expected {
+    let staging = tempfile::tempdir().expect("a staging folder");
+    expected_rows(&[write_atomic(staging.path(), name, bytes)])
+}
+
 pub fn expected_rows<P: AsRef<Path>>(paths: &[P]) -> Expected {
     let mut files = Vec::new();
     for p in paths {

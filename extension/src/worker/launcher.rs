@@ -3,7 +3,6 @@
 //! starts it again 5 s after it stops. A database that does not exist (a typo, or not created
 //! yet) is then reported once and waited for, instead of the worker dying at every restart.
 
-use super::{on_sighup, on_sigterm};
 use crate::shared::{WorkerState, STATUS};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
@@ -72,11 +71,7 @@ fn pause(d: Duration) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ecommerce_ingest_launcher_main(_arg: pg_sys::Datum) {
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(on_sighup));
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    super::handle_signals();
     BackgroundWorker::connect_worker_to_spi(None, None);
     let db = crate::settings::database();
     let mut said_missing = false;

@@ -38,6 +38,16 @@ unsafe extern "C-unwind" fn on_sigterm(sig: i32) {
     pg_sys::die(sig)
 }
 
+/// SIGHUP: reload flag and latch (the main loop reloads). SIGTERM: PostgreSQL's own handler, so
+/// a wait on a lock is interrupted at shutdown. Then the worker's signals are unblocked.
+fn handle_signals() {
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(on_sighup));
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     let mut s = STATUS.exclusive();
@@ -49,12 +59,7 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
-    unsafe {
-        // SIGTERM: PostgreSQL's own handler, so a wait on a lock is interrupted at shutdown.
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(on_sighup));
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    handle_signals();
     let db = crate::settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
@@ -505,58 +510,7 @@ impl Worker {
         let mut next_file = 0;
         'groups: while next_file < todo.len() {
             pg_sys::check_for_interrupts!();
-            // The next group: consecutive files, up to GROUP_MAX_FILES and about one chunk of
-            // bytes in all (a bigger file, or one that failed before, forms a group of its own).
-            let mut group: Vec<ingest::Member> = Vec::new();
-            let mut bytes = 0u64;
-            while let Some(&(cand, young)) = todo.get(next_file) {
-                if group.len() >= ingest::GROUP_MAX_FILES {
-                    break;
-                }
-                match self.backoff.get(&cand.name) {
-                    // Backed off: not yet.
-                    Some(b) if b.0 > Instant::now() => {
-                        next_file += 1;
-                        continue;
-                    }
-                    // Failed before and due again: alone, so that a file that keeps failing
-                    // never rolls back a group of others.
-                    Some(_) => {
-                        if group.is_empty() {
-                            group.push(ingest::Member {
-                                cand,
-                                before: self
-                                    .ledger
-                                    .as_ref()
-                                    .and_then(|l| l.files.get(&cand.name))
-                                    .cloned(),
-                                young,
-                            });
-                            next_file += 1;
-                        }
-                        break;
-                    }
-                    None => {}
-                }
-                let before = self
-                    .ledger
-                    .as_ref()
-                    .and_then(|l| l.files.get(&cand.name))
-                    .cloned();
-                let left = cand
-                    .size
-                    .saturating_sub(before.as_ref().map_or(0, |e| e.resume.byte));
-                if !group.is_empty() && bytes + left > st.chunk_bytes {
-                    break;
-                }
-                bytes += left;
-                group.push(ingest::Member {
-                    cand,
-                    before,
-                    young,
-                });
-                next_file += 1;
-            }
+            let group = self.next_group(st, todo, &mut next_file);
             if group.is_empty() {
                 break;
             }
@@ -586,6 +540,54 @@ impl Worker {
             }
         }
         Ok(tally)
+    }
+
+    /// The next group from `todo[*next..]`: consecutive files, up to GROUP_MAX_FILES and about
+    /// one chunk of bytes in all. A bigger file, or one that failed before (so that a file that
+    /// keeps failing never rolls back a group of others), forms a group of its own; files still
+    /// backed off are skipped.
+    fn next_group<'c>(
+        &self,
+        st: &Settings,
+        todo: &[(&'c Candidate, bool)],
+        next: &mut usize,
+    ) -> Vec<ingest::Member<'c>> {
+        let mut group = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(&(cand, young)) = todo.get(*next) {
+            let retry = match self.backoff.get(&cand.name) {
+                Some(b) if b.0 > Instant::now() => {
+                    *next += 1;
+                    continue;
+                }
+                Some(_) => true,
+                None => false,
+            };
+            let before = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.files.get(&cand.name))
+                .cloned();
+            let left = cand
+                .size
+                .saturating_sub(before.as_ref().map_or(0, |e| e.resume.byte));
+            let alone =
+                retry || bytes + left > st.chunk_bytes || group.len() >= ingest::GROUP_MAX_FILES;
+            if alone && !group.is_empty() {
+                break;
+            }
+            bytes += left;
+            group.push(ingest::Member {
+                cand,
+                before,
+                young,
+            });
+            *next += 1;
+            if retry {
+                break;
+            }
+        }
+        group
     }
 
     /// Wakes up when the first backed-off file may be retried; forgets old back-offs.
@@ -898,13 +900,7 @@ impl Worker {
                     self.say(name, format!("file {name:?}: {msg}"), true);
                 }
                 let u = Update::status_only(name, status, e.size, e.mtime_ns, e.resume, Some(msg));
-                if transaction(|| {
-                    Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
-                })
-                .is_ok()
-                {
-                    self.remember(name, Entry::after(&u, Some(&e)));
-                }
+                self.write_status(&u, Some(&e));
                 continue;
             }
             if e.status == Status::Error {
@@ -934,6 +930,17 @@ impl Worker {
         }
     }
 
+    /// Writes a ledger update that commits no rows in its own transaction and, once it is
+    /// committed, takes it into the ledger copy (`before`: the file's entry until now).
+    fn write_status(&mut self, u: &Update<'_>, before: Option<&Entry>) {
+        let written = transaction(|| {
+            Spi::connect_mut(|c| ledger::write(c, u)).unwrap_or_else(|e| error!("{e}"))
+        });
+        if written.is_ok() {
+            self.remember(u.name, Entry::after(u, before));
+        }
+    }
+
     fn remember(&mut self, name: &str, e: Entry) {
         if let Some(l) = self.ledger.as_mut() {
             l.files.insert(name.to_string(), e);
@@ -956,14 +963,7 @@ impl Worker {
             Default::default(),
             Some(reason.to_string()),
         );
-        if transaction(|| {
-            Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
-        })
-        .is_ok()
-        {
-            let e = Entry::after(&u, None);
-            self.remember(name, e);
-        }
+        self.write_status(&u, None);
     }
 
     /// A done file seen again with another size or mtime: same content (touched) or changed?
@@ -1013,13 +1013,7 @@ impl Worker {
             e.resume,
             Some(msg),
         );
-        if transaction(|| {
-            Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| error!("{e}"))
-        })
-        .is_ok()
-        {
-            self.remember(&cand.name, Entry::after(&u, Some(e)));
-        }
+        self.write_status(&u, Some(e));
         self.changed_seen
             .insert(cand.name.clone(), (cand.size, cand.mtime_ns));
         if st.processed_action != ProcessedAction::Keep {

@@ -51,18 +51,12 @@ fn immediate_restart_in_the_middle_of_a_backlog_loses_and_duplicates_nothing() {
 
 #[test]
 fn a_killed_worker_resumes_a_chunked_file_where_it_stopped() {
-    let mut c = Cluster::start(ClusterOptions::with_conf(&[
-        "ecommerce_ingest.chunk_size = '64kB'",
-        "ecommerce_ingest.batch_rows = 100",
-    ]));
-    // Big enough (about 850 chunks of 64 kB) that the kill lands in the middle of it. The
-    // expected rows are computed before the file goes into the folder, so the worker's clock
-    // starts only once the test is ready to watch it.
+    let mut c = Cluster::start(ClusterOptions::small_chunks());
+    // Big enough (about 850 chunks of 64 kB) that the kill lands in the middle of it.
     let bytes = gen_file(77, 500_000);
     let header_len = ecommerce_events::header_line().len() as i64 + 1;
     let size = bytes.len() as i64;
-    let staging = tempfile::tempdir().unwrap();
-    let exp = expected_rows(&[&write_atomic(staging.path(), "big.csv", &bytes)]);
+    let exp = expected_of("big.csv", &bytes);
     assert_eq!(exp.rows.len(), 500_000);
     c.write_file_atomic("big.csv", &bytes);
     c.wait_for("3 chunks committed", Duration::from_secs(60), |c| {

@@ -463,13 +463,9 @@ fn feeder_output_arrives_exactly_with_its_rejects() {
 /// saying how far it got; its committed rows stay, exactly those of the lines before the offset.
 #[test]
 fn a_partly_ingested_file_that_is_removed_ends_as_failed_and_says_how_far_it_got() {
-    let mut c = Cluster::start(ClusterOptions::with_conf(&[
-        "ecommerce_ingest.chunk_size = '64kB'",
-        "ecommerce_ingest.batch_rows = 100",
-    ]));
+    let mut c = Cluster::start(ClusterOptions::small_chunks());
     let bytes = gen_file(88, 500_000);
-    let staging = tempfile::tempdir().unwrap();
-    let exp = expected_rows(&[&write_atomic(staging.path(), "part.csv", &bytes)]);
+    let exp = expected_of("part.csv", &bytes);
     let path = c.write_file_atomic("part.csv", &bytes);
     c.wait_for("2 chunks committed", Duration::from_secs(60), |c| {
         c.int("SELECT count(*) FROM ingest_file_chunks") >= 2
