@@ -27,6 +27,9 @@ fi
 
 echo "== end-to-end tests (real clusters)"
 bash scripts/install-ext.sh
+# The released version the upgrade test starts from (tests/tests/suite/upgrade.rs): built from git
+# once into target/previous/ (about a minute), its SQL install script installed beside ours.
+bash scripts/previous-release.sh
 t cargo test -p e2e --tests -- --test-threads=1
 
 echo "== pgAdmin in a real browser (scripts/pgadmin-test.sh)"

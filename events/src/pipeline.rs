@@ -10,7 +10,8 @@
 
 use crate::pgcopy::CopyEncoder;
 use crate::reader::{EventReader, OpenError, Outcome, RawSource, Resume};
-use std::path::PathBuf;
+use crate::shown::excerpt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -21,6 +22,15 @@ use std::thread::JoinHandle;
 pub struct Job {
     pub path: PathBuf,
     pub resume: Option<Resume>,
+    /// XXH3-64 of the file's bytes before `resume.byte`, as recorded with the commit
+    /// ([`ChunkEnd::prefix_hash`]): if the file no longer starts with those bytes, the job ends
+    /// with [`Piece::OpenFailed`]`(`[`OpenError::Changed`]`)` instead of appending another
+    /// file's rows to the committed ones. `None`: no hash to compare (a commit recorded before
+    /// hashes were); a file shorter than `resume.byte` is refused all the same.
+    pub expect_prefix: Option<u64>,
+    /// Longest record (bytes, line terminator excluded); a longer one is rejected and skipped.
+    /// See [`EventReader::with_max_record_bytes`].
+    pub max_record_bytes: u64,
     /// Modified less than `min_file_age` ago: an unterminated last line is not data yet.
     pub young: bool,
     pub chunk_bytes: u64,
@@ -77,7 +87,11 @@ pub struct ChunkEnd {
     pub held: bool,
     /// The reader reached the end of the file (what is there now).
     pub at_eof: bool,
-    /// XXH3-64 of the whole file, once it was read to the end.
+    /// XXH3-64 of the file's bytes `[0, resume.byte)`: record it with the commit, and pass it
+    /// back as [`Job::expect_prefix`] to resume at `resume`.
+    pub prefix_hash: u64,
+    /// XXH3-64 of the whole file, once it was read to the end. Equal to `prefix_hash` when
+    /// `resume` is the end of the file (no trailing blank lines or held record).
     pub hash: Option<u64>,
 }
 
@@ -86,6 +100,16 @@ impl ChunkEnd {
     pub fn last(&self) -> bool {
         self.at_eof || self.held
     }
+}
+
+/// Most characters of a [`Piece::ReadFailed`] text.
+pub const READ_FAILED_MAX: usize = 1024;
+
+/// The text of [`Piece::ReadFailed`]: what was being done, on which file, and the error, capped
+/// (an error's text is not ours to bound).
+fn read_failed(doing: &str, path: &Path, e: &std::io::Error) -> String {
+    let path = excerpt(&path.display().to_string(), 300);
+    excerpt(&format!("{doing} {path}: {e}"), READ_FAILED_MAX)
 }
 
 /// What the thread produces for a job, in this order: `Opened` (or `OpenFailed`), then for
@@ -103,7 +127,8 @@ pub enum Piece {
         rejects: Vec<Reject>,
     },
     ChunkEnd(ChunkEnd),
-    /// The file could not be read further (an I/O error in the middle).
+    /// The file could not be read further (an I/O error in the middle). The text names the
+    /// file and the error, capped to [`READ_FAILED_MAX`] characters.
     ReadFailed(String),
 }
 
@@ -258,8 +283,8 @@ fn run(
     if gone() {
         return;
     }
-    let mut reader = match EventReader::open(&job.path, job.resume) {
-        Ok(r) => r,
+    let mut reader = match EventReader::open_checked(&job.path, job.resume, job.expect_prefix) {
+        Ok(r) => r.with_max_record_bytes(job.max_record_bytes),
         Err(e) => {
             send(Piece::OpenFailed(e));
             return;
@@ -307,7 +332,7 @@ fn chunk(
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break,
-            Err(e) => return Err(format!("reading {}: {e}", job.path.display())),
+            Err(e) => return Err(read_failed("reading", &job.path, &e)),
         };
         if !rec.terminated && job.young {
             // The producer may still be writing this line: not data yet.
@@ -351,12 +376,17 @@ fn chunk(
         return Ok(None);
     }
     let at_eof = reader.at_eof();
+    let resume = held.unwrap_or_else(|| reader.position());
+    let prefix_hash = reader
+        .prefix_hash(resume.byte)
+        .map_err(|e| read_failed("hashing the committed bytes of", &job.path, &e))?;
     Ok(Some(ChunkEnd {
         start,
-        resume: held.unwrap_or_else(|| reader.position()),
+        resume,
         last_line,
         held: held.is_some(),
         at_eof,
+        prefix_hash,
         hash: reader.content_hash(),
     }))
 }
@@ -392,6 +422,8 @@ mod tests {
         Job {
             path,
             resume: None,
+            expect_prefix: None,
+            max_record_bytes: crate::reader::MAX_RECORD_BYTES_DEFAULT,
             young: false,
             chunk_bytes: u64::MAX,
             batch_rows: 1000,
@@ -540,6 +572,293 @@ mod tests {
         drop(p);
         let (s, e) = rows.spans[1];
         assert_eq!(raw.text(s, e), line(1).trim_end());
+    }
+
+    fn xxh3(bytes: &[u8]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = twox_hash::XxHash3_64::default();
+        h.write(bytes);
+        h.finish()
+    }
+
+    /// The pieces of one job when it cannot be opened.
+    fn open_failure(p: &mut Pipeline, j: Job) -> OpenError {
+        let mut t = p.submit(j).unwrap();
+        match p.next(&mut t).unwrap() {
+            Some(Piece::OpenFailed(e)) => {
+                assert!(
+                    p.next(&mut t).unwrap().is_none(),
+                    "nothing after OpenFailed"
+                );
+                e
+            }
+            Some(Piece::Opened { .. }) => panic!("opened, expected a failure"),
+            _ => panic!("unexpected piece"),
+        }
+    }
+
+    #[test]
+    fn every_chunk_end_carries_the_hash_of_the_bytes_before_its_resume_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 7);
+        let bytes = std::fs::read(&a).unwrap();
+        let mut p = Pipeline::start(2).unwrap();
+        let mut j = job(a.clone());
+        j.chunk_bytes = 20_000;
+        let mut t = p.submit(j).unwrap();
+        let (_, _, ends, _) = drain(&mut p, &mut t);
+        assert!(ends.len() > 5, "{} chunks", ends.len());
+        for e in &ends {
+            assert_eq!(e.prefix_hash, xxh3(&bytes[..e.resume.byte as usize]));
+        }
+        let last = ends.last().unwrap();
+        assert_eq!(last.resume.byte, bytes.len() as u64);
+        assert_eq!(last.hash, Some(last.prefix_hash));
+        assert_eq!(
+            last.hash,
+            Some(crate::reader::hash_file(&a).unwrap()),
+            "the same hash as before: XXH3-64 of the whole file"
+        );
+    }
+
+    #[test]
+    fn trailing_blank_lines_are_in_the_whole_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3, 0);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a)
+            .unwrap()
+            .write_all(b"\n\r\n")
+            .unwrap();
+        let bytes = std::fs::read(&a).unwrap();
+        let mut p = Pipeline::start(2).unwrap();
+        let mut t = p.submit(job(a)).unwrap();
+        let (_, _, ends, _) = drain(&mut p, &mut t);
+        let e = ends.last().unwrap();
+        assert!(e.at_eof);
+        assert_eq!(e.resume.byte, bytes.len() as u64 - 3);
+        assert_eq!(e.prefix_hash, xxh3(&bytes[..bytes.len() - 3]));
+        assert_eq!(e.hash, Some(xxh3(&bytes)));
+    }
+
+    #[test]
+    fn a_held_line_is_not_in_the_prefix_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3, 0);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a)
+            .unwrap()
+            .write_all(b"u9,view,p9,Name,Books,1.00")
+            .unwrap();
+        let bytes = std::fs::read(&a).unwrap();
+        let mut p = Pipeline::start(2).unwrap();
+        let mut j = job(a);
+        j.young = true;
+        let mut t = p.submit(j).unwrap();
+        let (_, _, ends, _) = drain(&mut p, &mut t);
+        let e = ends[0];
+        assert!(e.held && !e.at_eof && e.hash.is_none());
+        assert_eq!(e.resume.byte, bytes.len() as u64 - 26);
+        assert_eq!(e.prefix_hash, xxh3(&bytes[..e.resume.byte as usize]));
+    }
+
+    /// Reads the first chunk of `a` as a one-chunk job: (valid rows, its end).
+    fn first_chunk(p: &mut Pipeline, a: &Path) -> (u64, ChunkEnd) {
+        let mut j = job(a.to_path_buf());
+        j.chunk_bytes = 10_000;
+        j.one_chunk = true;
+        let mut t = p.submit(j).unwrap();
+        let (valid, _, ends, _) = drain(p, &mut t);
+        assert_eq!(ends.len(), 1);
+        assert!(!ends[0].last());
+        (valid, ends[0])
+    }
+
+    fn resumed(a: &Path, end: &ChunkEnd, expect: Option<u64>) -> Job {
+        let mut j = job(a.to_path_buf());
+        j.resume = Some(end.resume);
+        j.expect_prefix = expect;
+        j.chunk_bytes = 10_000;
+        j
+    }
+
+    #[test]
+    fn resuming_an_unchanged_file_checks_its_prefix_and_hashes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 0);
+        let bytes = std::fs::read(&a).unwrap();
+        let mut p = Pipeline::start(2).unwrap();
+        let (first, end) = first_chunk(&mut p, &a);
+        let mut t = p.submit(resumed(&a, &end, Some(end.prefix_hash))).unwrap();
+        let (rest, _, ends, opened) = drain(&mut p, &mut t);
+        assert!(opened);
+        assert_eq!(first + rest, 3000);
+        assert!(ends.len() > 1);
+        assert_eq!(ends[0].start, end.resume);
+        for e in &ends {
+            assert_eq!(e.prefix_hash, xxh3(&bytes[..e.resume.byte as usize]));
+        }
+        let last = ends.last().unwrap();
+        assert_eq!(last.hash, Some(crate::reader::hash_file(&a).unwrap()));
+        assert_eq!(last.hash, Some(last.prefix_hash));
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_larger_different_one_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 0);
+        let mut p = Pipeline::start(2).unwrap();
+        let (_, end) = first_chunk(&mut p, &a);
+        // Another file under the same name: same header, other rows, and longer.
+        let tmp = write(dir.path(), ".a.csv.tmp", 4000, 3);
+        std::fs::rename(&tmp, &a).unwrap();
+        let now = xxh3(&std::fs::read(&a).unwrap()[..end.resume.byte as usize]);
+        match open_failure(&mut p, resumed(&a, &end, Some(end.prefix_hash))) {
+            OpenError::Changed(c) => {
+                assert_eq!(
+                    c,
+                    crate::hash::Changed::PrefixDiffers {
+                        committed: end.resume.byte,
+                        expected: end.prefix_hash,
+                        found: now,
+                    }
+                );
+                let msg = OpenError::Changed(c).to_string();
+                assert!(
+                    msg.contains(&format!(
+                        "the first {} bytes no longer hash to {:016x} (now {now:016x})",
+                        end.resume.byte, end.prefix_hash
+                    )),
+                    "{msg}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_truncated_file_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 0);
+        let mut p = Pipeline::start(2).unwrap();
+        let (_, end) = first_chunk(&mut p, &a);
+        let short = end.resume.byte - 10;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_len(short)
+            .unwrap();
+        for expect in [Some(end.prefix_hash), None] {
+            match open_failure(&mut p, resumed(&a, &end, expect)) {
+                OpenError::Changed(c) => assert_eq!(
+                    c,
+                    crate::hash::Changed::Shorter {
+                        committed: end.resume.byte,
+                        size: short,
+                    },
+                    "{expect:?}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Emptied: reported as changed, not as an empty file (which would count as done).
+        std::fs::write(&a, b"").unwrap();
+        assert!(matches!(
+            open_failure(&mut p, resumed(&a, &end, Some(end.prefix_hash))),
+            OpenError::Changed(crate::hash::Changed::Shorter { size: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn the_same_prefix_with_rows_appended_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 0);
+        let mut p = Pipeline::start(2).unwrap();
+        let (first, end) = first_chunk(&mut p, &a);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
+        for i in 3000..3100 {
+            f.write_all(line(i).as_bytes()).unwrap();
+        }
+        let mut t = p.submit(resumed(&a, &end, Some(end.prefix_hash))).unwrap();
+        let (rest, _, ends, _) = drain(&mut p, &mut t);
+        assert_eq!(first + rest, 3100);
+        assert_eq!(
+            ends.last().unwrap().hash,
+            Some(crate::reader::hash_file(&a).unwrap())
+        );
+    }
+
+    #[test]
+    fn without_an_expected_hash_a_changed_file_is_resumed_unchecked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3000, 0);
+        let mut p = Pipeline::start(2).unwrap();
+        let (first, end) = first_chunk(&mut p, &a);
+        // Every row refused now (same length: "view" becomes "VIEW").
+        let changed = std::fs::read_to_string(&a)
+            .unwrap()
+            .replace(",view,", ",VIEW,");
+        std::fs::write(&a, changed).unwrap();
+        let mut t = p.submit(resumed(&a, &end, None)).unwrap();
+        let (valid, rejects, ends, opened) = drain(&mut p, &mut t);
+        assert!(opened);
+        assert_eq!(valid, 0);
+        assert_eq!(first + rejects.len() as u64, 3000);
+        assert_eq!(ends[0].start, end.resume);
+        // The same change is caught with the hash.
+        assert!(matches!(
+            open_failure(&mut p, resumed(&a, &end, Some(end.prefix_hash))),
+            OpenError::Changed(crate::hash::Changed::PrefixDiffers { .. })
+        ));
+    }
+
+    #[test]
+    fn the_record_cap_of_the_job_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", 3, 0);
+        // 344 bytes, and valid: the longest name and category the contract allows.
+        let long = format!(
+            "u,view,p,{},{},1.00,2024-05-01T12:00:00Z,s,mobile\n",
+            "n".repeat(200),
+            "c".repeat(100)
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a)
+            .unwrap()
+            .write_all(long.as_bytes())
+            .unwrap();
+        let mut p = Pipeline::start(2).unwrap();
+        let mut j = job(a.clone());
+        j.max_record_bytes = 200;
+        let mut t = p.submit(j).unwrap();
+        let (valid, rejects, _, _) = drain(&mut p, &mut t);
+        assert_eq!((valid, rejects.len()), (3, 1));
+        assert_eq!(rejects[0].line, 5);
+        assert_eq!(
+            rejects[0].reason,
+            "the record is longer than 200 bytes (ecommerce_ingest.max_record_size): skipped up \
+             to the next line break"
+        );
+        // The default cap lets it through (and then it is a valid row).
+        let mut t = p.submit(job(a)).unwrap();
+        let (valid, rejects, _, _) = drain(&mut p, &mut t);
+        assert_eq!((valid, rejects.len()), (4, 0));
+    }
+
+    #[test]
+    fn read_failures_are_capped() {
+        let long = PathBuf::from(format!("/{}", "d".repeat(5000)));
+        let e = std::io::Error::other("x".repeat(5000));
+        let msg = read_failed("reading", &long, &e);
+        assert!(msg.chars().count() <= READ_FAILED_MAX, "{}", msg.len());
+        assert!(msg.starts_with("reading /ddd"), "{msg}");
+        assert!(msg.ends_with('…'));
+        let short = read_failed("reading", Path::new("/in/a.csv"), &e);
+        assert!(short.starts_with("reading /in/a.csv: xxx"), "{short}");
     }
 
     #[test]

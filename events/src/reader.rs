@@ -1,16 +1,19 @@
 //! Streaming reader of one event file: header-mapped, validated records with their exact
-//! line numbers and byte offsets, resumable from a committed offset, and a content hash.
+//! line numbers and byte offsets, resumable from a committed offset (checked against the hash
+//! of the committed bytes), with a cap on the length of a record, and a content hash.
 
-use crate::header::{HeaderError, HeaderMap};
+use crate::feed::{self, Broke, Feed};
+use crate::hash::{Changed, PrefixHasher};
+use crate::header::{HeaderError, HeaderMap, NotText};
+use crate::shown::excerpt;
 use crate::validate::{validate, RowError, ValidRow};
 use csv::ByteRecord;
 use std::fmt;
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use twox_hash::XxHash3_64;
+use std::sync::Arc;
 
 /// Where to continue reading: the byte offset of a record start and its line number (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +28,13 @@ pub const HEADER_MAX: u64 = 64 * 1024;
 /// Default cap on the raw text kept for a rejected row.
 pub const RAW_TEXT_CAP: usize = 1024;
 
+/// Default cap on the length of one record (`ecommerce_ingest.max_record_size`): a longer one is
+/// rejected and skipped, so one endless line cannot take the memory of the reading thread.
+pub const MAX_RECORD_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+
+/// Most characters of an I/O error's text shown in a message.
+const IO_TEXT_MAX: usize = 300;
+
 #[derive(Debug)]
 pub enum OpenError {
     /// Could not open or read: often transient (permissions, file removed). Retry later.
@@ -33,14 +43,21 @@ pub enum OpenError {
     NotRegular(&'static str),
     /// The header is unusable: the file fails as a whole.
     Header(HeaderError),
+    /// Resuming: the file is no longer the one whose first bytes were committed.
+    Changed(Changed),
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpenError::Io(e) => write!(f, "cannot read the file: {e}"),
+            OpenError::Io(e) => write!(
+                f,
+                "cannot read the file: {}",
+                excerpt(&e.to_string(), IO_TEXT_MAX)
+            ),
             OpenError::NotRegular(kind) => write!(f, "not a regular file ({kind}); never read"),
             OpenError::Header(e) => e.fmt(f),
+            OpenError::Changed(c) => c.fmt(f),
         }
     }
 }
@@ -71,40 +88,6 @@ pub struct Record<'a> {
     /// False only for a last record with no line terminator.
     pub terminated: bool,
     pub outcome: Outcome<'a>,
-}
-
-/// Hashes every byte of the file handed to the CSV parser, and keeps a copy of the last chunk
-/// so the reader can look at the bytes around a record without a system call.
-struct HashingRead {
-    inner: File,
-    hasher: XxHash3_64,
-    /// Feed the parser one newline (not part of the file, not hashed) before the file's bytes:
-    /// the parser strips a UTF-8 byte-order mark at the very start of its input, which must only
-    /// happen before the header, never before a record we resume at.
-    lead: bool,
-    /// File offset of the next byte `inner` returns.
-    pos: u64,
-    window: Vec<u8>,
-    window_start: u64,
-}
-
-impl Read for HashingRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.lead && !buf.is_empty() {
-            self.lead = false;
-            buf[0] = b'\n';
-            return Ok(1);
-        }
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.hasher.write(&buf[..n]);
-            self.window.clear();
-            self.window.extend_from_slice(&buf[..n]);
-            self.window_start = self.pos;
-            self.pos += n as u64;
-        }
-        Ok(n)
-    }
 }
 
 /// Opens a path for reading without following a symlink and without blocking on a FIFO,
@@ -146,23 +129,35 @@ pub(crate) fn file_kind(ft: &std::fs::FileType) -> &'static str {
 }
 
 pub struct EventReader {
-    rdr: csv::Reader<HashingRead>,
-    raw_file: File,
+    rdr: csv::Reader<Feed>,
+    /// For positional reads: raw text, line breaks, overlong records; shared with the parser's
+    /// feed, so restarting the parser costs no system call.
+    raw_file: Arc<File>,
+    /// Hashes the file's bytes from 0, as far as asked: committed prefixes and the whole file.
+    hasher: PrefixHasher,
     map: HeaderMap,
     rec: ByteRecord,
+    /// File offset and line where the parser's input (after its lead newline) starts.
     base_byte: u64,
     base_line: u64,
     size: u64,
     eof: bool,
     raw_cap: usize,
+    max_record: u64,
+    max_commas: u64,
     last: Resume,
+    /// XXH3-64 of the whole file, once the end was reached.
+    whole_hash: Option<u64>,
+    /// XXH3-64 of the bytes before `last`, kept when the end was reached: the whole-file hash
+    /// went past it (over trailing blank lines) and hashes only go forward.
+    hash_at_last: Option<(u64, u64)>,
 }
 
 fn builder() -> csv::ReaderBuilder {
     let mut b = csv::ReaderBuilder::new();
     b.has_headers(false)
         .flexible(true)
-        .buffer_capacity(256 * 1024);
+        .buffer_capacity(feed::PARSER_BUFFER);
     b
 }
 
@@ -175,28 +170,74 @@ fn csv_io(e: csv::Error) -> io::Error {
 
 impl EventReader {
     /// Opens `path` (never following a symlink), reads its header, and positions the reader at
-    /// `resume` (or just after the header). The content hash covers the whole file either way.
+    /// `resume` (or just after the header). Does not check that the bytes before `resume` are
+    /// the committed ones: see [`EventReader::open_checked`].
     pub fn open(path: &Path, resume: Option<Resume>) -> Result<Self, OpenError> {
+        Self::open_checked(path, resume, None)
+    }
+
+    /// Like [`EventReader::open`], and when resuming (`resume` past byte 0) makes sure the file
+    /// is still the one whose first `resume.byte` bytes were committed: it fails with
+    /// [`OpenError::Changed`] if the file is now shorter than that, or (with `expect_prefix`,
+    /// the XXH3-64 of those bytes recorded with the commit) if they hash differently. These
+    /// checks come before the header's, so a committed file replaced by an empty or unreadable
+    /// one is reported as changed.
+    pub fn open_checked(
+        path: &Path,
+        resume: Option<Resume>,
+        expect_prefix: Option<u64>,
+    ) -> Result<Self, OpenError> {
         let file = open_regular(path)?;
-        Self::from_file(file, resume)
+        Self::from_file_checked(file, resume, expect_prefix)
     }
 
     pub fn from_file(file: File, resume: Option<Resume>) -> Result<Self, OpenError> {
+        Self::from_file_checked(file, resume, None)
+    }
+
+    /// [`EventReader::open_checked`] on an open file.
+    pub fn from_file_checked(
+        file: File,
+        resume: Option<Resume>,
+        expect_prefix: Option<u64>,
+    ) -> Result<Self, OpenError> {
         let size = file.metadata()?.len();
-        let raw_file = file.try_clone()?;
-        let mut hasher = XxHash3_64::default();
+        let mut hasher = PrefixHasher::new(file.try_clone()?);
+        if let Some(committed) = resume.map(|r| r.byte).filter(|&b| b > 0) {
+            // Shorter than the committed offset is a changed file whether or not a hash was
+            // recorded: resuming past its end would report it complete without reading it.
+            if size < committed {
+                return Err(OpenError::Changed(Changed::Shorter { committed, size }));
+            }
+            if let Some(expected) = expect_prefix {
+                let (reached, found) = hasher.advance_up_to(committed)?;
+                if reached < committed {
+                    let size = reached; // truncated since the size was taken
+                    return Err(OpenError::Changed(Changed::Shorter { committed, size }));
+                }
+                if found != expected {
+                    return Err(OpenError::Changed(Changed::PrefixDiffers {
+                        committed,
+                        expected,
+                        found,
+                    }));
+                }
+            }
+        }
         // The header always comes from the start of the file.
         // Read at most HEADER_MAX bytes for it, so a binary file cannot make us buffer it whole.
+        (&file).seek(SeekFrom::Start(0))?;
         let mut head = builder().from_reader((&file).take(HEADER_MAX));
         let mut rec = ByteRecord::new();
         if !head.read_byte_record(&mut rec).map_err(csv_io)? {
             return Err(OpenError::Header(HeaderError::Empty));
         }
         if head.position().byte() >= HEADER_MAX {
-            return Err(OpenError::Header(HeaderError::NotText(format!(
-                "no header line within the first {} KiB",
-                HEADER_MAX / 1024
-            ))));
+            return Err(OpenError::Header(HeaderError::NotText(
+                NotText::NoHeaderLine {
+                    within_bytes: HEADER_MAX,
+                },
+            )));
         }
         let map = HeaderMap::from_record(&rec).map_err(OpenError::Header)?;
         let mut after_header = Resume {
@@ -216,30 +257,12 @@ impl EventReader {
             Some(r) if r.byte > after_header.byte => r,
             _ => after_header,
         };
-        // Hash the bytes before the start; the parser hashes the rest as it reads it.
-        let mut inner = file;
-        inner.seek(SeekFrom::Start(0))?;
-        let mut prefix = (&inner).take(start.byte);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = prefix.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.write(&buf[..n]);
-        }
-        inner.seek(SeekFrom::Start(start.byte))?;
-        let rdr = builder().from_reader(HashingRead {
-            inner,
-            hasher,
-            lead: true,
-            pos: start.byte,
-            window: Vec::new(),
-            window_start: start.byte,
-        });
+        let raw_file = Arc::new(file);
+        let rdr = builder().from_reader(Feed::new(raw_file.clone(), start.byte));
         Ok(EventReader {
             rdr,
             raw_file,
+            hasher,
             map,
             rec,
             base_byte: start.byte,
@@ -247,13 +270,28 @@ impl EventReader {
             size,
             eof: false,
             raw_cap: RAW_TEXT_CAP,
+            max_record: MAX_RECORD_BYTES_DEFAULT,
+            max_commas: feed::max_commas(MAX_RECORD_BYTES_DEFAULT),
             last: start,
+            whole_hash: None,
+            hash_at_last: None,
         })
     }
 
     /// Caps the raw text kept for a rejected row (bytes).
     pub fn with_raw_cap(mut self, cap: usize) -> Self {
         self.raw_cap = cap;
+        self
+    }
+
+    /// Caps the length of a record, line terminator excluded (bytes; default
+    /// [`MAX_RECORD_BYTES_DEFAULT`]). A longer record is rejected and skipped up to the first
+    /// line break at or after the point it went over the cap; so is one with more than
+    /// `cap / 8` commas (at least 65536), which would take as much memory again in field
+    /// bookkeeping. Memory stays about the cap plus the parser's buffers whatever the input.
+    pub fn with_max_record_bytes(mut self, cap: u64) -> Self {
+        self.max_record = cap;
+        self.max_commas = feed::max_commas(cap);
         self
     }
 
@@ -278,7 +316,17 @@ impl EventReader {
 
     /// XXH3-64 of every byte of the file, once the end was reached.
     pub fn content_hash(&self) -> Option<u64> {
-        self.eof.then(|| self.rdr.get_ref().hasher.finish())
+        self.whole_hash
+    }
+
+    /// XXH3-64 of the file's bytes `[0, offset)`, to record with a commit up to `offset`.
+    /// Offsets only grow from one call to the next (the reader's position, a held record's
+    /// start); the bytes are read again, by positional reads (see [`PrefixHasher`]).
+    pub fn prefix_hash(&mut self, offset: u64) -> io::Result<u64> {
+        match self.hash_at_last {
+            Some((at, hash)) if at == offset => Ok(hash),
+            _ => self.hasher.advance_to(offset),
+        }
     }
 
     /// The exact bytes of a record without its line terminator, capped, as text (invalid UTF-8
@@ -299,14 +347,10 @@ impl EventReader {
 
     /// The byte at file offset `off`, from the parser's last chunk if it is there.
     fn byte_at(&self, off: u64) -> Option<u8> {
-        let src = self.rdr.get_ref();
-        if let Some(&b) = off
-            .checked_sub(src.window_start)
-            .and_then(|i| src.window.get(usize::try_from(i).ok()?))
-        {
-            return Some(b);
-        }
-        byte_at(&self.raw_file, off)
+        self.rdr
+            .get_ref()
+            .cached(off)
+            .or_else(|| byte_at(&self.raw_file, off))
     }
 
     /// True if the record `[start, end)` ends inside a quoted field: the parser stopped only
@@ -354,14 +398,112 @@ impl EventReader {
         }
     }
 
+    /// Starts a new parser at record start `at` (the same way as at a resume offset).
+    fn restart(&mut self, at: Resume) {
+        self.rdr = builder().from_reader(Feed::new(self.raw_file.clone(), at.byte));
+        self.base_byte = at.byte;
+        self.base_line = at.line;
+    }
+
+    /// The parser reached the end of the file: hash it whole.
+    fn reached_eof(&mut self) -> io::Result<()> {
+        self.eof = true;
+        // Where the file ended for the parser. Bytes appended since are not part of this read.
+        let eof_at = self.rdr.get_ref().pos();
+        let last = self.last.byte;
+        if last < eof_at && last >= self.hasher.hashed_to() {
+            let (reached, hash) = self.hasher.advance_up_to(last)?;
+            if reached == last {
+                self.hash_at_last = Some((last, hash));
+            }
+        }
+        // Up to the end only: a file shorter than a resume offset (never opened that way, but
+        // truncated since) is hashed as it is, as before.
+        let (_, hash) = self
+            .hasher
+            .advance_up_to(eof_at.max(self.hasher.hashed_to()))?;
+        self.whole_hash = Some(hash);
+        Ok(())
+    }
+
+    /// A record that broke the length cap, from its first byte `start` (line `line`): rejected,
+    /// skipped by positional reads up to the first LF at or after the point it went over the
+    /// cap, and the parser restarted after it. Its text is never buffered whole.
+    fn overlong(&mut self, start: u64, line: u64) -> io::Result<Record<'static>> {
+        let o = feed::scan_overlong(&self.raw_file, start, self.max_record, self.max_commas)?;
+        let next = Resume {
+            byte: o.end,
+            line: line + o.lfs,
+        };
+        self.restart(next);
+        // Give back the memory the parser took for the long record.
+        self.rec = ByteRecord::new();
+        self.last = next;
+        let what = match o.broke {
+            Broke::Bytes => format!(
+                "the record is longer than {} bytes (ecommerce_ingest.max_record_size)",
+                self.max_record
+            ),
+            Broke::Commas => format!(
+                "the record has more than {} commas (ecommerce_ingest.max_record_size / 8, at \
+                 least 65536)",
+                self.max_commas
+            ),
+        };
+        let skipped = if o.terminated {
+            "skipped up to the next line break"
+        } else {
+            "skipped to the end of the file (no line break follows)"
+        };
+        Ok(Record {
+            line,
+            start,
+            end: o.end,
+            terminated: o.terminated,
+            outcome: Outcome::Rejected {
+                error: RowError {
+                    column: None,
+                    message: format!("{what}: {skipped}"),
+                },
+                raw: self.raw_text(start, o.end),
+            },
+        })
+    }
+
     /// The next record, validated. `None` at the end of the file.
     pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
         if self.eof {
             return Ok(None);
         }
-        if !self.rdr.read_byte_record(&mut self.rec).map_err(csv_io)? {
-            self.eof = true;
-            return Ok(None);
+        loop {
+            let (from, from_line) = self.locate(self.rdr.position());
+            self.rdr
+                .get_mut()
+                .begin_record(from, self.max_record, self.max_commas);
+            match self.rdr.read_byte_record(&mut self.rec) {
+                Ok(true) => break,
+                Ok(false) => {
+                    self.reached_eof()?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let e = csv_io(e);
+                    if !feed::is_too_long(&e) {
+                        return Err(e);
+                    }
+                    // The limit counted from the end of the previous record: line breaks
+                    // before this one may have taken part of it. Count from its first byte.
+                    let (start, lfs) = feed::skip_line_breaks(&self.raw_file, from)?;
+                    if start > from {
+                        self.restart(Resume {
+                            byte: start,
+                            line: from_line + lfs,
+                        });
+                        continue;
+                    }
+                    return self.overlong(start, from_line).map(Some);
+                }
+            }
         }
         let pos = self
             .rec
@@ -380,6 +522,20 @@ impl EventReader {
         if end > start && self.byte_at(end - 1) == Some(b'\r') && self.byte_at(end) == Some(b'\n') {
             end += 1;
             end_line += 1;
+        }
+        // The feed's limit let it through (it fit in bytes already buffered, or ended with the
+        // file just past the cap): the same rule applies, the same way.
+        if end - start > self.max_record.min(self.max_commas) {
+            let stop = content_stop(start, end, |off| self.byte_at(off));
+            if feed::breaks_limits(
+                &self.raw_file,
+                start,
+                stop,
+                self.max_record,
+                self.max_commas,
+            )? {
+                return self.overlong(start, line).map(Some);
+            }
         }
         self.last = Resume {
             byte: end,
@@ -435,7 +591,6 @@ impl EventReader {
     }
 }
 
-/// The byte at offset `off` of `file`, if it has one.
 /// The raw text of a file's records, read again by offset: for rows the database refuses after
 /// the reader has moved on (or was dropped).
 pub struct RawSource {
@@ -459,10 +614,7 @@ fn raw_text(
     cap: usize,
     byte_at: impl Fn(u64) -> Option<u8>,
 ) -> String {
-    let mut stop = end;
-    while stop > start && matches!(byte_at(stop - 1), Some(b'\n' | b'\r')) {
-        stop -= 1;
-    }
+    let stop = content_stop(start, end, byte_at);
     let full = (stop - start) as usize;
     let len = full.min(cap);
     let mut buf = vec![0u8; len];
@@ -491,6 +643,16 @@ fn raw_text(
     }
 }
 
+/// Where the text of the record `[start, end)` stops: before its line terminator.
+fn content_stop(start: u64, end: u64, byte_at: impl Fn(u64) -> Option<u8>) -> u64 {
+    let mut stop = end;
+    while stop > start && matches!(byte_at(stop - 1), Some(b'\n' | b'\r')) {
+        stop -= 1;
+    }
+    stop
+}
+
+/// The byte at offset `off` of `file`, if it has one.
 fn byte_at(file: &File, off: u64) -> Option<u8> {
     let mut b = [0u8; 1];
     matches!(file.read_at(&mut b, off), Ok(1)).then_some(b[0])
@@ -499,14 +661,40 @@ fn byte_at(file: &File, off: u64) -> Option<u8> {
 /// XXH3-64 of a whole file (the same hash `EventReader::content_hash` gives), never following
 /// a symlink.
 pub fn hash_file(path: &Path) -> Result<u64, OpenError> {
-    let mut file = open_regular(path)?;
-    let mut hasher = XxHash3_64::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.write(&buf[..n]);
+    let file = open_regular(path)?;
+    let (_, hash) = PrefixHasher::new(file).advance_up_to(u64::MAX)?;
+    Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_texts_are_capped() {
+        let long = OpenError::Io(io::Error::other(format!("{}\nzzz", "y".repeat(10_000))));
+        let s = long.to_string();
+        assert!(s.starts_with("cannot read the file: yyy"), "{s}");
+        assert_eq!(
+            s.chars().count(),
+            "cannot read the file: ".len() + IO_TEXT_MAX
+        );
+        assert!(s.ends_with('…') && !s.contains('z'));
+        let short = OpenError::Io(io::Error::from_raw_os_error(libc::EACCES)).to_string();
+        assert_eq!(
+            short,
+            "cannot read the file: Permission denied (os error 13)"
+        );
+    }
+
+    #[test]
+    fn changed_files_say_so_through_open_error() {
+        let e = OpenError::Changed(Changed::Shorter {
+            committed: 10,
+            size: 3,
+        });
+        assert!(e.to_string().starts_with(
+            "the file changed since rows up to byte 10 were committed: it is now only 3 bytes"
+        ));
     }
 }

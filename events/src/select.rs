@@ -2,6 +2,7 @@
 
 use crate::reader::file_kind;
 use crate::schema::is_temporary_name;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -15,6 +16,12 @@ pub struct Candidate {
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
     pub inode: u64,
+    /// Device of the file system holding it (`st_dev`): with `inode`, which file this is.
+    pub dev: u64,
+    /// Status-change time (`st_ctime`), nanoseconds since the Unix epoch. Any write, truncation
+    /// or metadata change sets it to now, and unlike the modification time no one can set it
+    /// back: a file rewritten in place with its old mtime restored still shows a new ctime.
+    pub ctime_ns: i64,
 }
 
 /// An entry that matches the pattern but will never be read, and why.
@@ -35,16 +42,53 @@ pub struct Listing {
 #[derive(Debug, Clone)]
 pub struct FilePattern(glob::Pattern);
 
+/// Why a file pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// It contains a '/': patterns name files inside the input folder.
+    Slash,
+    /// Not valid shell pattern syntax (an unclosed `[`, ...): near character `position`.
+    Syntax {
+        pattern: String,
+        position: usize,
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::Slash => f.write_str(
+                "a file pattern names files inside the input folder; it may not contain '/'",
+            ),
+            // The words of glob's own message, as before this error was typed.
+            PatternError::Syntax {
+                pattern,
+                position,
+                reason,
+            } => write!(
+                f,
+                "invalid file pattern {pattern:?}: Pattern syntax error near position \
+                 {position}: {reason}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PatternError {}
+
 impl FilePattern {
-    pub fn new(p: &str) -> Result<Self, String> {
+    pub fn new(p: &str) -> Result<Self, PatternError> {
         if p.contains('/') {
-            return Err(
-                "a file pattern names files inside the input folder; it may not contain '/'".into(),
-            );
+            return Err(PatternError::Slash);
         }
         glob::Pattern::new(p)
             .map(FilePattern)
-            .map_err(|e| format!("invalid file pattern {p:?}: {e}"))
+            .map_err(|e| PatternError::Syntax {
+                pattern: p.to_string(),
+                position: e.pos,
+                reason: e.msg,
+            })
     }
     pub fn matches(&self, name: &str) -> bool {
         self.0.matches_with(
@@ -95,6 +139,8 @@ pub fn classify(dir: &Path, name: &str, pattern: &FilePattern) -> EntryKind {
         size: md.len(),
         mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
         inode: md.ino(),
+        dev: md.dev(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
     })
 }
 
@@ -139,4 +185,127 @@ pub fn list_dir(dir: &Path, pattern: &FilePattern) -> io::Result<Listing> {
 pub fn dir_mtime_ns(dir: &Path) -> io::Result<i64> {
     let md = fs::metadata(dir)?;
     Ok(md.mtime() * 1_000_000_000 + md.mtime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn candidate(dir: &Path, name: &str) -> Candidate {
+        match classify(dir, name, &FilePattern::new("*.csv").unwrap()) {
+            EntryKind::File(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits until the file system clock (as seen in a new file's ctime) passes `ns`: file
+    /// times advance in ticks, and a change within the same tick would keep the same time.
+    fn after_tick(dir: &Path, ns: i64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let probe = dir.join("probe.tmp");
+        loop {
+            fs::write(&probe, b"x").unwrap();
+            let md = fs::metadata(&probe).unwrap();
+            if md.ctime() * 1_000_000_000 + md.ctime_nsec() > ns {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the file system clock does not move"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn identity_fields_come_from_lstat() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.csv");
+        fs::write(&p, b"abc").unwrap();
+        let c = candidate(d.path(), "a.csv");
+        let md = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(c.size, 3);
+        assert_eq!(c.inode, md.ino());
+        assert_eq!(c.dev, md.dev());
+        assert_eq!(c.ctime_ns, md.ctime() * 1_000_000_000 + md.ctime_nsec());
+        assert!(c.ctime_ns > 0);
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_keeps_its_inode_and_gets_a_new_ctime() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.csv");
+        fs::write(&p, b"first content").unwrap();
+        let before = candidate(d.path(), "a.csv");
+        after_tick(d.path(), before.ctime_ns);
+        // Same size, and the modification time put back: only the ctime tells.
+        fs::write(&p, b"other content").unwrap();
+        let mtime = filetime::FileTime::from_unix_time(
+            before.mtime_ns.div_euclid(1_000_000_000),
+            before.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_file_mtime(&p, mtime).unwrap();
+        let after = candidate(d.path(), "a.csv");
+        assert_eq!((after.inode, after.dev), (before.inode, before.dev));
+        assert_eq!((after.size, after.mtime_ns), (before.size, before.mtime_ns));
+        assert!(after.ctime_ns > before.ctime_ns, "{before:?} {after:?}");
+    }
+
+    #[test]
+    fn a_file_replaced_by_rename_has_another_inode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.csv");
+        fs::write(&p, b"first").unwrap();
+        let before = candidate(d.path(), "a.csv");
+        let tmp = d.path().join(".a.csv.tmp");
+        fs::write(&tmp, b"second").unwrap();
+        fs::rename(&tmp, &p).unwrap();
+        let after = candidate(d.path(), "a.csv");
+        assert_eq!(after.dev, before.dev);
+        assert_ne!(after.inode, before.inode);
+    }
+
+    #[test]
+    fn sorting_ignores_the_identity_fields() {
+        let c = |name: &str, mtime_ns, inode, ctime_ns| Candidate {
+            name: name.into(),
+            size: 1,
+            mtime_ns,
+            inode,
+            dev: 1,
+            ctime_ns,
+        };
+        let mut files = vec![c("b", 5, 1, 1), c("a", 5, 2, 9), c("c", 1, 3, 100)];
+        sort_oldest_first(&mut files);
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn pattern_errors_are_typed_with_the_same_words() {
+        for p in ["in/*.csv", "/tmp/*.csv", "../*.csv"] {
+            let e = FilePattern::new(p).unwrap_err();
+            assert_eq!(e, PatternError::Slash, "{p}");
+            assert_eq!(
+                e.to_string(),
+                "a file pattern names files inside the input folder; it may not contain '/'"
+            );
+        }
+        let e = FilePattern::new("a[").unwrap_err();
+        let glob_error = glob::Pattern::new("a[").unwrap_err();
+        assert_eq!(
+            e,
+            PatternError::Syntax {
+                pattern: "a[".into(),
+                position: glob_error.pos,
+                reason: glob_error.msg,
+            }
+        );
+        // Word for word what the String error said.
+        assert_eq!(
+            e.to_string(),
+            format!("invalid file pattern \"a[\": {glob_error}")
+        );
+    }
 }

@@ -173,6 +173,7 @@ fn digits(s: &[u8], n: usize) -> Option<u32> {
 }
 
 /// RFC 3339 / ISO 8601: `YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}][Z|±HH:MM|±HHMM]`; no offset means UTC.
+/// Second 60 (a leap second) is the first second of the next minute, as in PostgreSQL.
 /// Returns microseconds since the Unix epoch.
 pub fn parse_timestamp(s: &[u8]) -> Result<i64, &'static str> {
     const WANT: &str =
@@ -225,7 +226,12 @@ pub fn parse_timestamp(s: &[u8]) -> Result<i64, &'static str> {
     };
     let date = chrono::NaiveDate::from_ymd_opt(y, mo, d)
         .ok_or("the timestamp's date does not exist (month or day out of range)")?;
-    if h > 23 || mi > 59 || se > 59 {
+    // Second 60 is a leap second (RFC 3339 allows it). PostgreSQL accepts second 60 at any
+    // minute, with or without a fraction, and counts it as 60 seconds after the minute began
+    // (23:59:60.5 is 00:00:00.5 of the next day): its timestamp input only refuses seconds above
+    // 60 (datetime.c, DecodeDateTime: `tm_sec > SECS_PER_MINUTE`) and then adds the seconds up
+    // (tm2timestamp). We do the same, so the row means what PostgreSQL would make of the text.
+    if h > 23 || mi > 59 || se > 60 {
         return Err("the timestamp's time of day is out of range");
     }
     let days = date
@@ -290,6 +296,8 @@ mod tests {
         );
         for bad in [
             &b"2024-05-01"[..],
+            b"2024-05-01T12:30:61Z",
+            b"2024-05-01T12:60:00Z",
             b"2024-13-01T00:00:00",
             b"2024-02-30T00:00:00",
             b"2024-05-01T24:00:00",
@@ -305,5 +313,69 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// Microseconds since the epoch of a date and time, computed independently with chrono.
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, micros: i64) -> i64 {
+        chrono::NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_opt(h, mi, s)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+            + micros
+    }
+
+    #[test]
+    fn a_leap_second_is_the_first_second_of_the_next_minute() {
+        // The last leap second so far: 2016-12-31T23:59:60Z.
+        assert_eq!(
+            parse_timestamp(b"2016-12-31T23:59:60Z"),
+            Ok(at(2017, 1, 1, 0, 0, 0, 0))
+        );
+        // With a fraction it rolls forward the same way.
+        assert_eq!(
+            parse_timestamp(b"2016-12-31T23:59:60.5Z"),
+            Ok(at(2017, 1, 1, 0, 0, 0, 500_000))
+        );
+        assert_eq!(
+            parse_timestamp(b"2016-12-31T23:59:60.999999Z"),
+            Ok(at(2017, 1, 1, 0, 0, 0, 999_999))
+        );
+        // At any minute, as PostgreSQL: 12:30:60 is 12:31:00.
+        assert_eq!(
+            parse_timestamp(b"2024-05-01T12:30:60"),
+            Ok(at(2024, 5, 1, 12, 31, 0, 0))
+        );
+        // With an offset: 2017-01-01T00:59:60+01:00 is the same instant as 23:59:60Z.
+        assert_eq!(
+            parse_timestamp(b"2017-01-01T00:59:60+01:00"),
+            Ok(at(2017, 1, 1, 0, 0, 0, 0))
+        );
+        // The end of a month and of a leap year roll over too.
+        assert_eq!(
+            parse_timestamp(b"2016-02-29T23:59:60Z"),
+            Ok(at(2016, 3, 1, 0, 0, 0, 0))
+        );
+    }
+
+    #[test]
+    fn second_61_is_still_refused_with_the_same_message() {
+        for bad in [
+            &b"2016-12-31T23:59:61Z"[..],
+            b"2016-12-31T23:59:99",
+            b"2016-12-31T23:60:60Z",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad),
+                Err("the timestamp's time of day is out of range"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            parse_timestamp(b"2016-12-31T24:00:00Z"),
+            Err("the timestamp's time of day is out of range")
+        );
     }
 }

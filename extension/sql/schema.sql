@@ -1,4 +1,6 @@
 -- Tables of the ecommerce_ingest extension. The event table follows ../shared/contract/events.md.
+-- The extension is installed in schema public (not relocatable): the worker and the functions
+-- name every table as public.<name> and resolve everything else in pg_catalog only.
 
 -- Roles are cluster-wide and outlive the extension; create them only once.
 DO $roles$
@@ -46,7 +48,13 @@ CREATE TABLE ingest_ledger (
     error            text,
     discovered_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     committed_at     timestamptz,
-    finished_at      timestamptz
+    finished_at      timestamptz,
+    -- Which file the row is about (a file replaced under the same name differs here), and the
+    -- hash of its bytes before committed_offset, checked before a later chunk resumes.
+    device           bigint,
+    inode            bigint,
+    ctime            timestamptz,
+    prefix_hash      text
 );
 COMMENT ON TABLE ingest_ledger IS 'One row per input file: how far it was ingested. Written in the same transaction as the rows.';
 
@@ -90,7 +98,9 @@ CREATE TABLE ingest_control (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     paused     boolean NOT NULL DEFAULT false,
     changed_at timestamptz NOT NULL DEFAULT now(),
-    changed_by text NOT NULL DEFAULT current_user
+    changed_by text NOT NULL DEFAULT current_user,
+    -- Why the worker paused itself (NULL when a user paused or resumed).
+    reason     text
 );
 -- No row until the first ingest_pause(): no row means running (and pg_dump can restore the row).
 

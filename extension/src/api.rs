@@ -1,4 +1,10 @@
 //! The SQL functions: status, pause, resume, trigger, retry. Thin: SQL in, shared memory out.
+//!
+//! They are SECURITY DEFINER (owned by the superuser who created the extension) so that the
+//! monitor and admin roles need no privilege on the tables. Each pins `search_path` to
+//! `pg_catalog, pg_temp` and names the extension's tables as `public.<name>`: nothing a
+//! database owner creates in a writable schema (functions, operators, aggregates, tables) can
+//! be resolved by them.
 
 use crate::settings;
 use crate::shared::{self, WorkerState, STATUS};
@@ -26,7 +32,7 @@ fn interval_text(ms: i32) -> String {
 // pgrx needs the column list spelled out in the signature (a type alias hides the names).
 #[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile)]
-#[search_path(public, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_status() -> TableIterator<
     'static,
     (
@@ -52,14 +58,17 @@ fn ingest_status() -> TableIterator<
         name!(detail, String),
     ),
 > {
-    let (files_ok, files_failed, rows_ok, rows_rej, paused) = Spi::connect(|c| {
+    let (files_ok, files_failed, rows_ok, rows_rej, paused, pause_reason) = Spi::connect(|c| {
         let row = c
             .select(
-                "SELECT (SELECT count(*) FILTER (WHERE status = 'done') FROM ingest_ledger),
-                        (SELECT count(*) FILTER (WHERE status IN ('failed', 'changed')) FROM ingest_ledger),
-                        (SELECT coalesce(sum(rows_ok), 0)::bigint FROM ingest_ledger),
-                        (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM ingest_ledger),
-                        (SELECT coalesce((SELECT paused FROM ingest_control), false))",
+                "SELECT (SELECT count(*) FILTER (WHERE status = 'done') FROM public.ingest_ledger),
+                        (SELECT count(*) FILTER (WHERE status IN ('failed', 'changed')) FROM public.ingest_ledger),
+                        (SELECT coalesce(sum(rows_ok), 0)::bigint FROM public.ingest_ledger),
+                        (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM public.ingest_ledger),
+                        (SELECT coalesce((SELECT paused FROM public.ingest_control), false)),
+                        -- (read by name through jsonb: the column is missing until
+                        -- ALTER EXTENSION ... UPDATE from 0.1.0, and status must still answer)
+                        (SELECT pg_catalog.to_jsonb(c) ->> 'reason' FROM public.ingest_control c WHERE paused)",
                 None,
                 &[],
             )?
@@ -70,6 +79,7 @@ fn ingest_status() -> TableIterator<
             row.get::<i64>(3)?.unwrap_or(0),
             row.get::<i64>(4)?.unwrap_or(0),
             row.get::<bool>(5)?.unwrap_or(false),
+            row.get::<String>(6)?,
         ))
     })
     .unwrap_or_else(|e| error!("ingest_status: {e}"));
@@ -104,10 +114,18 @@ fn ingest_status() -> TableIterator<
         )
     } else {
         let s = *STATUS.share();
+        // A worker blocked on a lock cannot say so itself: ask the lock manager.
+        let blocked = (s.pid != 0).then(|| lock_wait(s.pid)).flatten();
         let state = match s.state {
             WorkerState::Running | WorkerState::Paused if paused => WorkerState::Paused,
             WorkerState::Paused => WorkerState::Running,
             other => other,
+        };
+        let state = match (&blocked, state) {
+            (Some(_), WorkerState::Running | WorkerState::Paused | WorkerState::Degraded) => {
+                WorkerState::WaitingForLock
+            }
+            _ => state,
         };
         let detail = match state {
             WorkerState::Stopped => format!(
@@ -119,11 +137,25 @@ fn ingest_status() -> TableIterator<
             WorkerState::WaitingForDatabase => format!(
                 "database {database:?} (ecommerce_ingest.database) does not exist: the worker starts once it is created (checked every 5 s)"
             ),
-            WorkerState::Paused => "paused by ingest_pause(); ingest_resume() continues".into(),
+            WorkerState::WaitingForUpdate => s.detail().unwrap_or_else(|| {
+                "the extension's SQL objects are older than the library: run ALTER EXTENSION ecommerce_ingest UPDATE".into()
+            }),
+            WorkerState::Paused => match pause_reason {
+                Some(r) => format!("paused by the worker: {r}"),
+                None => "paused by ingest_pause(); ingest_resume() continues".into(),
+            },
             WorkerState::Running => "ingesting files as they arrive".into(),
+            WorkerState::Degraded => format!(
+                "files are ingested, but something needs attention: {}",
+                s.detail().unwrap_or_default()
+            ),
+            WorkerState::WaitingForLock => format!(
+                "{}; files wait until it is released (files_pending and lag_seconds show the folder)",
+                blocked.clone().unwrap_or_default()
+            ),
             WorkerState::Error => format!(
                 "nothing can be ingested until this is fixed: {}",
-                s.error().unwrap_or_default()
+                s.detail().or_else(|| s.error()).unwrap_or_default()
             ),
         };
         let lag = (s.oldest_pending_at != 0 && s.pending_files > 0)
@@ -154,11 +186,67 @@ fn ingest_status() -> TableIterator<
     TableIterator::once(row)
 }
 
+/// What the worker waits for when it waits on a lock: the lock and who holds it (pids and
+/// roles; not their queries, which a monitor role may not see).
+fn lock_wait(pid: i32) -> Option<String> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT l.mode::text,
+                    coalesce(l.relation::pg_catalog.regclass::text, l.locktype::text),
+                    (SELECT string_agg(b.pid::text || ' (role ' || coalesce(b.usename::text, '?') || ')', ', ' ORDER BY b.pid)
+                       FROM pg_catalog.pg_stat_activity b
+                      WHERE b.pid = ANY (pg_catalog.pg_blocking_pids($1)))
+               FROM pg_catalog.pg_locks l
+              WHERE l.pid = $1 AND NOT l.granted
+              LIMIT 1",
+            None,
+            &[pid.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = rows.first();
+        let mode = r.get::<String>(1)?.unwrap_or_default();
+        let what = r.get::<String>(2)?.unwrap_or_default();
+        let holders = r.get::<String>(3)?;
+        Ok(Some(format!(
+            "waiting for a {mode} on {what}, held by {}",
+            holders.unwrap_or_else(|| "another session".into())
+        )))
+    })
+    .unwrap_or(None)
+}
+
+/// Pause and resume act on the worker of `ecommerce_ingest.database`; in another database they
+/// would store a flag no worker reads, so they are refused there.
+fn check_worker_database() {
+    if !shared::preloaded() {
+        return;
+    }
+    let here = Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let db = settings::database();
+    if here != db {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the ingestion worker runs in database {db:?}, not in {here:?}: nothing here would be paused or resumed"),
+            "ecommerce_ingest::api",
+        )
+        .set_hint(format!("Connect to database {db:?} (ecommerce_ingest.database) and call it there."))
+        .report(PgLogLevel::ERROR);
+    }
+}
+
 fn set_paused(paused: bool) {
+    check_worker_database();
     Spi::run_with_args(
-        "INSERT INTO ingest_control (paused, changed_at, changed_by) VALUES ($1, now(), session_user)
+        "INSERT INTO public.ingest_control (paused, changed_at, changed_by, reason)
+         VALUES ($1, pg_catalog.now(), session_user, NULL)
          ON CONFLICT (singleton) DO UPDATE
-            SET paused = EXCLUDED.paused, changed_at = EXCLUDED.changed_at, changed_by = EXCLUDED.changed_by",
+            SET paused = EXCLUDED.paused, changed_at = EXCLUDED.changed_at,
+                changed_by = EXCLUDED.changed_by, reason = NULL",
         &[paused.into()],
     )
     .unwrap_or_else(|e| error!("cannot change the paused state: {e}"));
@@ -167,7 +255,7 @@ fn set_paused(paused: bool) {
 
 /// Pauses ingestion before the next file; survives restarts. Returns the new state.
 #[pg_extern(security_definer, volatile)]
-#[search_path(public, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_pause() -> &'static str {
     set_paused(true);
     "paused"
@@ -175,7 +263,7 @@ fn ingest_pause() -> &'static str {
 
 /// Resumes ingestion and starts a trigger at once. Returns the new state.
 #[pg_extern(security_definer, volatile)]
-#[search_path(public, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_resume() -> &'static str {
     set_paused(false);
     "running"
@@ -183,7 +271,7 @@ fn ingest_resume() -> &'static str {
 
 /// Runs a trigger now (scan the folder, ingest what is new).
 #[pg_extern(security_definer, volatile)]
-#[search_path(public, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_trigger() -> &'static str {
     if shared::wake_worker(true) {
         "triggered"
@@ -193,34 +281,59 @@ fn ingest_trigger() -> &'static str {
 }
 
 /// Forgets a failed, changed or errored file so the worker ingests it again from the start.
-/// Files with rows already committed (done, ingesting) are refused: that would duplicate rows.
+/// A file with any row committed (rows or rejects) is refused, whatever its status: ingesting
+/// it again from the start would store those rows twice.
 #[pg_extern(security_definer, volatile)]
-#[search_path(public, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_retry(file_name: &str) -> String {
-    let status = Spi::get_one_with_args::<String>(
-        "SELECT status FROM ingest_ledger WHERE file_name = $1",
-        &[file_name.into()],
-    )
+    let found = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT status, rows_ok + rows_rejected, chunks, committed_line - 1
+               FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE",
+            None,
+            &[file_name.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = rows.first();
+        Ok(Some((
+            r.get::<String>(1)?.unwrap_or_default(),
+            r.get::<i64>(2)?.unwrap_or(0),
+            r.get::<i32>(3)?.unwrap_or(0),
+            r.get::<i64>(4)?.unwrap_or(0),
+        )))
+    })
     .unwrap_or_else(|e| error!("ingest_retry: {e}"));
-    let Some(status) = status else {
-        error!("ingest_retry: no file named {file_name:?} in ingest_files");
+    let Some((status, rows, chunks, last_line)) = found else {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("ingest_retry: no file named {file_name:?} in ingest_files"),
+            "ecommerce_ingest::api",
+        )
+        .set_hint("SELECT file_name, status, error FROM ingest_files WHERE status IN ('failed', 'changed', 'error') lists the files that can be retried.")
+        .report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return");
     };
-    let rows = Spi::get_one_with_args::<i64>(
-        "SELECT rows_ok + rows_rejected FROM ingest_ledger WHERE file_name = $1",
-        &[file_name.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0);
-    if !matches!(status.as_str(), "failed" | "changed" | "error")
-        || (status == "changed" && rows > 0)
-    {
+    if !matches!(status.as_str(), "failed" | "changed" | "error") {
         error!(
-            "ingest_retry: file {file_name:?} is {status} with {rows} rows committed; retrying it would ingest them twice. Rename the file to ingest its content as a new file."
+            "ingest_retry: file {file_name:?} is {status}: only failed, changed or error files can be retried"
         );
     }
+    if rows > 0 || chunks > 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "ingest_retry: file {file_name:?} is {status}, but {rows} of its rows (lines up to {last_line}) are already committed; ingesting it again from the start would store them twice"
+            ),
+            "ecommerce_ingest::api",
+        )
+        .set_detail("Its committed rows stay in user_events (source_file_id = its file_id in ingest_files).")
+        .set_hint("To load the rest, put only the lines after the committed ones in a file with a new name.")
+        .report(PgLogLevel::ERROR);
+    }
     Spi::run_with_args(
-        "DELETE FROM ingest_ledger WHERE file_name = $1",
+        "DELETE FROM public.ingest_ledger WHERE file_name = $1",
         &[file_name.into()],
     )
     .unwrap_or_else(|e| error!("ingest_retry: {e}"));

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 
 mod api;
 mod drop_guard;
+mod guc;
 mod settings;
 mod shared;
 mod worker;

@@ -1,5 +1,6 @@
 //! The `ecommerce_ingest.*` settings: registration, and a snapshot the worker reads once per loop.
 
+use ecommerce_events::folders::canonical;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::PostgresGucEnum;
 use std::ffi::{CStr, CString};
@@ -18,8 +19,8 @@ pub enum ProcessedAction {
 
 pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
-pub static INPUT_DIR: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"ingest_input"));
+/// No default: every folder inside the data directory is refused (see `ecommerce_events::folders`).
+pub static INPUT_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static TRIGGER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_FILES_PER_TRIGGER: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static FILE_PATTERN: GucSetting<Option<CString>> =
@@ -31,6 +32,7 @@ pub static FAILED_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString
 pub static CHUNK_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static MAX_RECORD_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
 
 /// Registers the settings. `database` needs a restart, so it exists only when preloaded
 /// (PostgreSQL refuses postmaster-level settings defined later).
@@ -48,7 +50,7 @@ pub fn register(preloading: bool) {
     GucRegistry::define_string_guc(
         c"ecommerce_ingest.input_dir",
         c"Folder the worker ingests CSV files from.",
-        c"Absolute, or relative to the data directory. Only a superuser can set it (postgresql.conf or ALTER SYSTEM).",
+        c"An absolute path outside the data directory, its tablespaces and configuration folders. Only a superuser can set it (postgresql.conf or ALTER SYSTEM).",
         &INPUT_DIR,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
@@ -135,6 +137,17 @@ pub fn register(preloading: bool) {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.max_record_size",
+        c"Longest CSV record (line) accepted; a longer one is rejected with its line number.",
+        c"Bounds the worker's memory whatever the input: the rest of the file is read on after the next line break.",
+        &MAX_RECORD_SIZE_KB,
+        1,
+        1024 * 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_KB,
+    );
+    // SAFETY: called from _PG_init, on the only thread, with a NUL-terminated static string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"ecommerce_ingest".as_ptr()) };
 }
 
@@ -144,9 +157,12 @@ fn string(s: &GucSetting<Option<CString>>) -> String {
         .unwrap_or_default()
 }
 
-/// The settings as the worker uses them, read at the start of each loop.
+/// The settings as the worker uses them, read at the start of each loop. Folders are canonical
+/// (symbolic links resolved), so that they can be checked against the server's own folders.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// `input_dir` is empty: nothing may be read (an empty path would be the data directory).
+    pub input_unset: bool,
     pub input_dir: PathBuf,
     pub trigger_interval: Duration,
     pub max_files_per_trigger: usize,
@@ -157,6 +173,15 @@ pub struct Settings {
     pub chunk_bytes: u64,
     pub batch_rows: usize,
     pub min_file_age: Duration,
+    pub max_record_bytes: u64,
+}
+
+/// The data directory (the server's working directory).
+pub fn data_dir() -> PathBuf {
+    // SAFETY: DataDir is set by the postmaster before any library is loaded and never changes;
+    // it is a NUL-terminated C string.
+    let data_dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) };
+    PathBuf::from(data_dir.to_string_lossy().into_owned())
 }
 
 /// Resolves a setting's path against the data directory (the server's working directory).
@@ -165,22 +190,23 @@ pub fn resolve(p: &str) -> PathBuf {
     if p.is_absolute() {
         p
     } else {
-        let data_dir = unsafe { CStr::from_ptr(pgrx::pg_sys::DataDir) };
-        PathBuf::from(data_dir.to_string_lossy().into_owned()).join(p)
+        data_dir().join(p)
     }
 }
 
 impl Settings {
     pub fn read() -> Settings {
-        let input_dir = resolve(&string(&INPUT_DIR));
+        let input = string(&INPUT_DIR);
+        let input_dir = canonical(&resolve(&input));
         let or_sub = |s: String, sub: &str| {
             if s.is_empty() {
                 input_dir.join(sub)
             } else {
-                resolve(&s)
+                canonical(&resolve(&s))
             }
         };
         Settings {
+            input_unset: input.trim().is_empty(),
             archive_dir: or_sub(string(&ARCHIVE_DIR), "archive"),
             failed_dir: or_sub(string(&FAILED_DIR), "failed"),
             input_dir: input_dir.clone(),
@@ -191,6 +217,7 @@ impl Settings {
             chunk_bytes: CHUNK_SIZE_KB.get() as u64 * 1024,
             batch_rows: BATCH_ROWS.get() as usize,
             min_file_age: Duration::from_millis(MIN_FILE_AGE_MS.get() as u64),
+            max_record_bytes: MAX_RECORD_SIZE_KB.get() as u64 * 1024,
         }
     }
 }
@@ -199,6 +226,24 @@ pub fn database() -> String {
     string(&DATABASE)
 }
 
+/// The input folder as configured (resolved against the data directory when relative), or
+/// empty when not set.
 pub fn input_dir_display() -> String {
-    resolve(&string(&INPUT_DIR)).display().to_string()
+    let s = string(&INPUT_DIR);
+    if s.trim().is_empty() {
+        String::new()
+    } else {
+        resolve(&s).display().to_string()
+    }
+}
+
+/// The value of one of the server's own settings (e.g. `config_file`), if it has one.
+pub fn server_setting(name: &str) -> Option<String> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: called on a backend's main thread; GetConfigOption returns a pointer into the GUC
+    // storage (or NULL for an unknown name with missing_ok), copied at once.
+    unsafe {
+        let p = pgrx::pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
 }

@@ -27,16 +27,28 @@ pub enum WorkerState {
     Error = 4,
     /// The launcher waits for the database named by `ecommerce_ingest.database` to exist.
     WaitingForDatabase = 5,
+    /// The extension's SQL objects are of another version than the library (`detail` says
+    /// which): waits for ALTER EXTENSION ... UPDATE.
+    WaitingForUpdate = 6,
+    /// Ingesting, but processed files cannot be archived, deleted or moved (see `detail`).
+    Degraded = 7,
+    /// Blocked on a lock held by another session. Never stored: ingest_status() finds it in
+    /// the lock manager, since a blocked worker cannot say so itself.
+    WaitingForLock = 8,
 }
 
 impl WorkerState {
     pub fn name(self) -> &'static str {
         match self {
             WorkerState::Stopped => "no_worker",
-            WorkerState::WaitingForExtension | WorkerState::WaitingForDatabase => "waiting",
+            WorkerState::WaitingForExtension
+            | WorkerState::WaitingForDatabase
+            | WorkerState::WaitingForUpdate => "waiting",
             WorkerState::Running => "running",
             WorkerState::Paused => "paused",
             WorkerState::Error => "error",
+            WorkerState::Degraded => "degraded",
+            WorkerState::WaitingForLock => "waiting_for_lock",
         }
     }
 }
@@ -62,6 +74,9 @@ pub struct Status {
     pub last_error_at: pg_sys::TimestampTz,
     pub last_error_len: usize,
     pub last_error: [u8; ERR_LEN],
+    /// Why the state is `error`, `degraded` or waiting for an update (empty otherwise).
+    pub detail_len: usize,
+    pub detail: [u8; ERR_LEN],
 }
 
 impl Default for Status {
@@ -82,6 +97,8 @@ impl Default for Status {
             last_error_at: 0,
             last_error_len: 0,
             last_error: [0; ERR_LEN],
+            detail_len: 0,
+            detail: [0; ERR_LEN],
         }
     }
 }
@@ -105,14 +122,31 @@ impl Status {
     }
 
     pub fn set_error(&mut self, msg: &str) {
-        let mut n = msg.len().min(ERR_LEN);
-        while !msg.is_char_boundary(n) {
-            n -= 1;
-        }
-        self.last_error[..n].copy_from_slice(&msg.as_bytes()[..n]);
-        self.last_error_len = n;
+        self.last_error_len = copy_capped(&mut self.last_error, msg);
+        // SAFETY: reads the clock; callable from any backend.
         self.last_error_at = unsafe { pg_sys::GetCurrentTimestamp() };
     }
+
+    pub fn detail(&self) -> Option<String> {
+        (self.detail_len > 0)
+            .then(|| String::from_utf8_lossy(&self.detail[..self.detail_len]).into_owned())
+    }
+
+    /// Sets the state and what explains it (`None`: nothing to explain).
+    pub fn set_state(&mut self, state: WorkerState, detail: Option<&str>) {
+        self.state = state;
+        self.detail_len = detail.map_or(0, |d| copy_capped(&mut self.detail, d));
+    }
+}
+
+/// Copies `msg` into `buf`, cut on a character boundary; returns the length copied.
+fn copy_capped(buf: &mut [u8; ERR_LEN], msg: &str) -> usize {
+    let mut n = msg.len().min(ERR_LEN);
+    while !msg.is_char_boundary(n) {
+        n -= 1;
+    }
+    buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+    n
 }
 
 /// Asks the worker to run a trigger now. Returns false when no worker runs.

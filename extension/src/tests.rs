@@ -21,7 +21,8 @@ fn status_is_one_row_naming_the_settings() {
     );
     let state = one::<String>("SELECT state FROM ingest_status()");
     assert!(
-        ["running", "waiting", "no_worker"].contains(&state.as_str()),
+        // error: the test cluster sets no input_dir.
+        ["running", "waiting", "no_worker", "error"].contains(&state.as_str()),
         "{state}"
     );
     assert!(!one::<String>("SELECT detail FROM ingest_status()").is_empty());
@@ -37,7 +38,7 @@ fn pause_and_resume_change_the_state() {
     // waiting for it (or starting) while this runs.
     let state = one::<String>("SELECT state FROM ingest_status()");
     assert!(
-        ["paused", "no_worker", "waiting"].contains(&state.as_str()),
+        ["paused", "no_worker", "waiting", "error"].contains(&state.as_str()),
         "{state}"
     );
     assert_eq!(one::<String>("SELECT ingest_resume()"), "running");
@@ -78,11 +79,28 @@ fn retry_forgets_a_failed_file_only() {
 }
 
 #[pg_test(
-    error = "ingest_retry: file \"ok.csv\" is done with 5 rows committed; retrying it would ingest them twice. Rename the file to ingest its content as a new file."
+    error = "ingest_retry: file \"ok.csv\" is done: only failed, changed or error files can be retried"
 )]
 fn retry_refuses_a_done_file() {
     Spi::run("INSERT INTO ingest_ledger (file_name, status, size, rows_ok) VALUES ('ok.csv', 'done', 3, 5)").unwrap();
     Spi::run("SELECT ingest_retry('ok.csv')").unwrap();
+}
+
+#[pg_test(
+    error = "ingest_retry: file \"half.csv\" is failed, but 5 of its rows (lines up to 6) are already committed; ingesting it again from the start would store them twice"
+)]
+fn retry_refuses_a_failed_file_with_committed_rows() {
+    Spi::run(
+        "INSERT INTO ingest_ledger (file_name, status, size, rows_ok, chunks, committed_line)
+         VALUES ('half.csv', 'failed', 300, 5, 1, 7)",
+    )
+    .unwrap();
+    Spi::run("SELECT ingest_retry('half.csv')").unwrap();
+}
+
+#[pg_test(error = "ingest_retry: no file named \"nope.csv\" in ingest_files")]
+fn retry_names_a_missing_file() {
+    Spi::run("SELECT ingest_retry('nope.csv')").unwrap();
 }
 
 #[pg_test]

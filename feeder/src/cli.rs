@@ -2,7 +2,9 @@
 //! (clap exits with status 2 and names the option).
 
 use clap::{CommandFactory, Parser};
-use std::path::PathBuf;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Writes e-commerce event CSV files that follow the event contract, one file at a time,
@@ -242,6 +244,18 @@ impl Args {
             }
             None => self.delay,
         };
+        if let Some(path) = &self.summary_json {
+            // Checked now, like every other option: finding out after the run would leave the
+            // files written and the summary lost.
+            if let Err(why) = check_summary_path(path, &self.output_dir) {
+                Args::command()
+                    .error(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("--summary-json {}: {why}", path.display()),
+                    )
+                    .exit();
+            }
+        }
         let pacing = if self.burst {
             Pacing::Burst
         } else {
@@ -264,6 +278,59 @@ impl Args {
             quiet: self.quiet,
             summary_json: self.summary_json,
         }
+    }
+}
+
+/// Whether the summary can be written to `path` at the end of the run, checked without
+/// creating or changing anything: an existing file must open for writing; otherwise its folder
+/// must exist and take new files, unless it is the output folder, which the feeder creates (and
+/// checks) before writing any event file.
+fn check_summary_path(path: &Path, output_dir: &Path) -> Result<(), String> {
+    match fs::metadata(path) {
+        Ok(md) if md.is_dir() => Err("is a folder; expected the path of a file to write".into()),
+        Ok(_) => fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot be written: {e}")),
+        // Not there (ENOTDIR: a part of the path is a file): look at its folder.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            let folder = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            match fs::metadata(folder) {
+                Ok(md) if md.is_dir() => can_create_in(folder)
+                    .map_err(|e| format!("cannot create a file in {}: {e}", folder.display())),
+                Ok(_) => Err(format!("{} is not a folder", folder.display())),
+                Err(_) if folder == output_dir => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+                    "the folder {} does not exist (create it first)",
+                    folder.display()
+                )),
+                Err(e) => Err(format!("cannot use the folder {}: {e}", folder.display())),
+            }
+        }
+        Err(e) => Err(format!("cannot be checked: {e}")),
+    }
+}
+
+/// The process may create files in `folder` (write and search permission, a writable file
+/// system), asked of the kernel without creating one.
+fn can_create_in(folder: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(folder.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in the path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -319,6 +386,32 @@ mod tests {
         assert_eq!(t.timestamp(), 1_714_566_600);
         assert!(parse_start_time("1969-12-31T23:59:59Z").is_err());
         assert!(parse_start_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn summary_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let ok = |p: &Path| check_summary_path(p, &out);
+        // A new file in an existing folder, or an existing file: fine, and left untouched.
+        assert_eq!(ok(&d.path().join("s.json")), Ok(()));
+        assert!(!d.path().join("s.json").exists());
+        let existing = d.path().join("old.json");
+        fs::write(&existing, "keep").unwrap();
+        assert_eq!(ok(&existing), Ok(()));
+        assert_eq!(fs::read_to_string(&existing).unwrap(), "keep");
+        // In the output folder the feeder will create.
+        assert_eq!(ok(&out.join("s.json")), Ok(()));
+        // Refused, with the reason.
+        let e = ok(&d.path().join("nope/s.json")).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(e.contains("nope"), "{e}");
+        let e = ok(d.path()).unwrap_err();
+        assert!(e.contains("is a folder"), "{e}");
+        let e = ok(&existing.join("s.json")).unwrap_err();
+        assert!(e.contains("is not a folder"), "{e}");
+        // Deeper below the output folder is not created for it.
+        assert!(ok(&out.join("sub/s.json")).is_err());
     }
 
     #[test]

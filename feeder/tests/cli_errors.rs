@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::feeder;
+use common::{feeder, names, run_ok};
+use std::path::Path;
 
 fn refused(args: &[&str], names: &[&str]) {
     let d = tempfile::tempdir().unwrap();
@@ -102,4 +103,64 @@ fn help_shows_every_option_with_its_default() {
     ] {
         assert!(help.contains(want), "help lacks {want}:\n{help}");
     }
+}
+
+/// Runs the feeder with `--summary-json summary`; it must refuse before writing anything.
+fn summary_refused(summary: &Path, words: &[&str]) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("out");
+    let out = feeder()
+        .arg("--output-dir")
+        .arg(&dir)
+        .args(["--burst", "--total-files", "3", "--quiet"])
+        .arg("--summary-json")
+        .arg(summary)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{summary:?}: {err}");
+    for w in words {
+        assert!(err.contains(w), "{summary:?}: message lacks {w:?}: {err}");
+    }
+    assert!(
+        names(&dir).is_empty() && !dir.exists(),
+        "{summary:?}: files were written"
+    );
+}
+
+#[test]
+fn an_unwritable_summary_path_is_refused_before_any_file_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no/such/folder/summary.json");
+    summary_refused(
+        &missing,
+        &["--summary-json", "no/such/folder", "does not exist"],
+    );
+    summary_refused(d.path(), &["--summary-json", "is a folder"]);
+    // Below a regular file: refused even as root.
+    let plain = d.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    summary_refused(
+        &plain.join("summary.json"),
+        &["--summary-json", "is not a folder"],
+    );
+}
+
+#[test]
+fn a_summary_in_the_output_folder_it_creates_is_fine() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("out");
+    let json = dir.join("summary.json");
+    run_ok(
+        &dir,
+        &[
+            "--burst",
+            "--total-files",
+            "1",
+            "--quiet",
+            "--summary-json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(json.is_file());
 }

@@ -1,18 +1,28 @@
 //! Inserting through PostgreSQL's own COPY FROM machinery, fed with a binary COPY stream built in
 //! Rust (`ecommerce_events::pgcopy`). COPY keeps full table semantics (defaults, identity,
 //! constraints, indexes, triggers, partitions) and uses the server's multi-insert path.
+//!
+//! The rows are inserted as the table's owner, in a security-restricted operation (as
+//! PostgreSQL runs index expressions during VACUUM): triggers, defaults and constraints that
+//! the owner wrote run with the owner's privileges, never the worker's superuser ones, and
+//! cannot change the session (SET ROLE, session settings) behind the worker's back.
 
 use ecommerce_events::pgcopy::copy_columns;
 use pgrx::pg_sys;
+use pgrx::prelude::pg_guard;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
 
 thread_local! {
     /// The stream COPY is reading: pointer, length, position. The data-source callback has no
-    /// argument, so the current stream lives here, on the worker's only thread.
+    /// argument, so the current stream lives here, on the worker's only thread. Invariant: the
+    /// pointer is non-null only while `copy_into_user_events` runs, and then points into the
+    /// `stream` slice it was given, which outlives the COPY.
     static FEED: Cell<(*const u8, usize, usize)> = const { Cell::new((std::ptr::null(), 0, 0)) };
 }
 
+/// COPY's data-source callback: hands out the next bytes of the current stream.
+#[pg_guard]
 unsafe extern "C-unwind" fn read_feed(
     outbuf: *mut c_void,
     _minread: c_int,
@@ -22,7 +32,9 @@ unsafe extern "C-unwind" fn read_feed(
         let (ptr, len, pos) = f.get();
         let n = (len - pos).min(maxread.max(0) as usize);
         if n > 0 {
-            std::ptr::copy_nonoverlapping(ptr.add(pos), outbuf as *mut u8, n);
+            // SAFETY: `ptr[pos..pos + n]` is inside the stream (see FEED), and COPY's buffer
+            // has room for `maxread` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(ptr.add(pos), outbuf as *mut u8, n) };
         }
         f.set((ptr, len, pos + n));
         n as c_int
@@ -31,12 +43,18 @@ unsafe extern "C-unwind" fn read_feed(
 
 fn pg_string(s: &str) -> *mut pg_sys::Node {
     let c = CString::new(s).expect("no NUL in identifiers");
+    // SAFETY: pstrdup copies the NUL-terminated string into the current memory context.
     unsafe { pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut pg_sys::Node }
 }
 
-/// Runs `COPY public.user_events (…) FROM <stream> (FORMAT binary)`; returns the rows inserted.
-/// Raises a PostgreSQL ERROR on failure (run it in a subtransaction).
+/// Runs `COPY public.user_events (…) FROM <stream> (FORMAT binary)` as the table's owner;
+/// returns the rows inserted. Raises a PostgreSQL ERROR on failure: run it in a subtransaction,
+/// whose abort also restores the user id and the settings changed below.
 pub fn copy_into_user_events(stream: &[u8]) -> u64 {
+    // SAFETY: called on the worker's own thread inside a (sub)transaction. Every pointer handed
+    // to PostgreSQL is either palloc'd in the current memory context or `stream`, which
+    // outlives the COPY (FEED's invariant). On an ERROR, PostgreSQL's subtransaction abort
+    // closes the relation, releases the COPY state and restores the user id and GUC nest level.
     unsafe {
         let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
         let rv = pg_sys::makeRangeVar(
@@ -62,6 +80,18 @@ pub fn copy_into_user_events(stream: &[u8]) -> u64 {
             pg_sys::makeDefElem(pg_sys::pstrdup(c"format".as_ptr()), pg_string("binary"), -1);
         let options = pg_sys::lappend(std::ptr::null_mut(), format as *mut c_void);
         FEED.with(|f| f.set((stream.as_ptr(), stream.len(), 0)));
+        // As the owner, restricted, with settings changes undone at the end (see the module doc).
+        let owner = (*(*rel).rd_rel).relowner;
+        let mut save_user: pg_sys::Oid = pg_sys::InvalidOid;
+        let mut save_sec: std::ffi::c_int = 0;
+        pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_sec);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            save_sec
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as std::ffi::c_int
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as std::ffi::c_int,
+        );
+        let nest = pg_sys::NewGUCNestLevel();
         let cstate = pg_sys::BeginCopyFrom(
             pstate,
             rel,
@@ -74,6 +104,8 @@ pub fn copy_into_user_events(stream: &[u8]) -> u64 {
         );
         let n = pg_sys::CopyFrom(cstate);
         pg_sys::EndCopyFrom(cstate);
+        pg_sys::AtEOXact_GUC(false, nest);
+        pg_sys::SetUserIdAndSecContext(save_user, save_sec);
         FEED.with(|f| f.set((std::ptr::null(), 0, 0)));
         pg_sys::free_parsestate(pstate);
         // Keep the lock until the transaction ends, like COPY does.

@@ -35,3 +35,13 @@ pub fn delete(src: &Path) -> io::Result<()> {
         other => other,
     }
 }
+
+/// True if both paths are the same existing folder (same device and inode: also through a
+/// symbolic link or a bind mount).
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

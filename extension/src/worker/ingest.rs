@@ -3,7 +3,7 @@
 //! with its rejects and the ledger row that records the byte offset reached.
 
 use super::copy::copy_into_user_events;
-use super::ledger::{self, Entry, Status, Update};
+use super::ledger::{self, Entry, Identity, Status, Update};
 use super::sql;
 use super::txn::{subtransaction, transaction, DbError};
 use crate::settings::Settings;
@@ -139,13 +139,18 @@ fn job(
     young: bool,
     one_chunk: bool,
 ) -> Job {
+    let resume = before.map(|e| e.resume).filter(|r| r.byte > 0);
     Job {
         path: st.input_dir.join(&cand.name),
-        resume: before.map(|e| e.resume).filter(|r| r.byte > 0),
+        resume,
+        // What was committed must still be there, byte for byte, before anything is appended
+        // to it: a file replaced under the same name is never merged into the first one.
+        expect_prefix: resume.and(before.and_then(|e| e.prefix_hash)),
         young,
         chunk_bytes: st.chunk_bytes,
         batch_rows: st.batch_rows,
         one_chunk,
+        max_record_bytes: st.max_record_bytes,
     }
 }
 
@@ -160,26 +165,33 @@ fn first_piece(pipe: &mut Pipeline, t: &mut Ticket) -> Result<Opened, Option<Ope
     }
 }
 
-/// A file that could not be opened: wait (transient, or too young to judge) or record it as
-/// failed (or done, when empty) in its own transaction.
+/// A file that could not be opened: wait (transient, or too young to judge), or record it in
+/// its own transaction as failed (no usable header, an empty file included: the contract
+/// requires the header) or changed (what was committed of it is not there any more).
 fn open_failed(cand: &Candidate, before: Option<&Entry>, young: bool, e: OpenError) -> FileOutcome {
     let e = match e {
         OpenError::Io(e) => {
             return FileOutcome::Wait(Some(format!("cannot read {:?}: {e}", cand.name)))
         }
+        OpenError::Changed(_) => e,
         _ if young => return FileOutcome::Wait(None),
         e => e,
     };
-    let empty = matches!(e, OpenError::Header(ecommerce_events::HeaderError::Empty));
-    let status = if empty { Status::Done } else { Status::Failed };
-    let u = Update::status_only(
-        &cand.name,
-        status,
-        cand.size,
-        cand.mtime_ns,
-        Resume::default(),
-        Some(e.to_string()),
-    );
+    let (status, resume) = match e {
+        // Its committed rows stay, and the ledger keeps saying how far they go.
+        OpenError::Changed(_) => (
+            Status::Changed,
+            before.map(|b| b.resume).unwrap_or_default(),
+        ),
+        _ => (Status::Failed, Resume::default()),
+    };
+    let mut u = Update::status_of(cand, status, resume, Some(e.to_string()));
+    if let Some(b) = before.filter(|_| status == Status::Changed) {
+        // The row stays about the file that was ingested.
+        u.size = b.size;
+        u.mtime_ns = b.mtime_ns;
+        u.identity = b.identity;
+    }
     match transaction(|| Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))) {
         Ok(()) => FileOutcome::Progress {
             entry: Entry::after(&u, before),
@@ -561,7 +573,8 @@ fn chunk_body(
             )
             .unwrap_or_else(|e| raise(e));
     }
-    let extra = &opened.extra;
+    // Column names come from the file: shown capped (64 characters each, 20 names, 768 bytes).
+    let (extra, more) = ecommerce_events::shown::name_list(&opened.extra, 64, 20, 768);
     let u = Update {
         name: file,
         status,
@@ -576,9 +589,17 @@ fn chunk_body(
         rows_ok: rows,
         rows_rejected: n_rejected,
         new_chunks: wrote as i32,
-        extra_columns: (!extra.is_empty()).then(|| extra.to_vec()),
-        error: (!extra.is_empty())
-            .then(|| format!("unknown columns ignored: {}", extra.join(", "))),
+        extra_columns: (!extra.is_empty()).then(|| extra.clone()),
+        error: (!extra.is_empty()).then(|| {
+            let more = if more > 0 {
+                format!(" … and {more} more")
+            } else {
+                String::new()
+            };
+            format!("unknown columns ignored: {}{more}", extra.join(", "))
+        }),
+        identity: Some(Identity::of(cand)),
+        prefix_hash: Some(end.prefix_hash),
     };
     ledger::write(client, &u).unwrap_or_else(|e| raise(e));
     Some(ChunkResult {

@@ -2,8 +2,9 @@
 //! and the statements that write it, always inside the transaction that commits the rows.
 
 use super::sql;
-use ecommerce_events::Resume;
+use ecommerce_events::{Candidate, Resume};
 use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
 
@@ -40,6 +41,26 @@ impl Status {
     }
 }
 
+/// Which file a ledger row is about, beyond its name: a file replaced under the same name (by
+/// rename, `rsync -t`, `cp -p`) has another inode or ctime even when size and mtime are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub dev: u64,
+    pub inode: u64,
+    /// Status-change time, microseconds since the Unix epoch (the ledger's precision).
+    pub ctime_us: i64,
+}
+
+impl Identity {
+    pub fn of(c: &Candidate) -> Identity {
+        Identity {
+            dev: c.dev,
+            inode: c.inode,
+            ctime_us: c.ctime_ns.div_euclid(1000),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub status: Status,
@@ -48,6 +69,12 @@ pub struct Entry {
     pub resume: Resume,
     pub chunks: i32,
     pub hash: Option<String>,
+    /// `None` for rows written by version 0.1.0, which did not record it.
+    pub identity: Option<Identity>,
+    /// XXH3-64 of the bytes before `resume.byte`, checked before resuming.
+    pub prefix_hash: Option<u64>,
+    /// When the ledger first recorded the file (PostgreSQL timestamp).
+    pub discovered_at: pg_sys::TimestampTz,
 }
 
 #[derive(Default)]
@@ -55,9 +82,11 @@ pub struct Ledger {
     pub files: HashMap<String, Entry>,
 }
 
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
 /// Unix nanoseconds to a PostgreSQL timestamptz (microseconds since 2000-01-01).
 pub fn pg_time(unix_ns: i64) -> TimestampWithTimeZone {
-    const PG_EPOCH_US: i64 = 946_684_800_000_000;
     TimestampWithTimeZone::try_from(unix_ns.div_euclid(1000) - PG_EPOCH_US)
         .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0).unwrap())
 }
@@ -66,19 +95,28 @@ pub fn hash_hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
+fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s, 16).ok()
+}
+
 impl Ledger {
     /// Loads the whole ledger (once per start or extension re-creation).
     pub fn load(client: &SpiClient<'_>) -> Result<Ledger, pgrx::spi::Error> {
         let mut files = HashMap::new();
-        let rows = client.select(
-            "SELECT file_name, status, size, (extract(epoch FROM mtime) * 1e9)::int8,
-                    committed_offset, committed_line, chunks, content_hash
-               FROM ingest_ledger",
-            None,
-            &[],
-        )?;
+        let rows = client.select(sql::LEDGER_LOAD, None, &[])?;
         for row in rows {
             let name: String = row.get(1)?.unwrap_or_default();
+            let dev = row.get::<i64>(9)?;
+            let inode = row.get::<i64>(10)?;
+            let ctime_ns = row.get::<i64>(11)?;
+            let identity = match (dev, inode, ctime_ns) {
+                (Some(dev), Some(inode), Some(ctime_ns)) => Some(Identity {
+                    dev: dev as u64,
+                    inode: inode as u64,
+                    ctime_us: ctime_ns.div_euclid(1000),
+                }),
+                _ => None,
+            };
             files.insert(
                 name,
                 Entry {
@@ -91,6 +129,9 @@ impl Ledger {
                     },
                     chunks: row.get::<i32>(7)?.unwrap_or(0),
                     hash: row.get::<String>(8)?,
+                    identity,
+                    prefix_hash: row.get::<String>(12)?.as_deref().and_then(parse_hex),
+                    discovered_at: row.get::<i64>(13)?.unwrap_or(0) - PG_EPOCH_US,
                 },
             );
         }
@@ -111,6 +152,10 @@ pub struct Update<'a> {
     pub new_chunks: i32,
     pub extra_columns: Option<Vec<String>>,
     pub error: Option<String>,
+    /// The file this row is about (`None`: keep what the row says).
+    pub identity: Option<Identity>,
+    /// Hash of the bytes before `resume.byte` (`None`: keep what the row says).
+    pub prefix_hash: Option<u64>,
 }
 
 impl<'a> Update<'a> {
@@ -135,6 +180,21 @@ impl<'a> Update<'a> {
             new_chunks: 0,
             extra_columns: None,
             error,
+            identity: None,
+            prefix_hash: None,
+        }
+    }
+
+    /// The same, about the file `cand` (records its identity).
+    pub fn status_of(
+        cand: &'a Candidate,
+        status: Status,
+        resume: Resume,
+        error: Option<String>,
+    ) -> Self {
+        Update {
+            identity: Some(Identity::of(cand)),
+            ..Update::status_only(&cand.name, status, cand.size, cand.mtime_ns, resume, error)
         }
     }
 }
@@ -159,6 +219,12 @@ pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi
             u.extra_columns.clone().into(),
             u.error.clone().into(),
             finished.into(),
+            u.identity.map(|i| i.dev as i64).into(),
+            u.identity.map(|i| i.inode as i64).into(),
+            u.identity
+                .map(|i| pg_time(i.ctime_us.saturating_mul(1000)))
+                .into(),
+            u.prefix_hash.map(hash_hex).into(),
         ],
     )?;
     Ok(())
@@ -176,6 +242,13 @@ impl Entry {
                 .hash
                 .clone()
                 .or_else(|| before.and_then(|b| b.hash.clone())),
+            identity: u.identity.or_else(|| before.and_then(|b| b.identity)),
+            prefix_hash: u.prefix_hash.or_else(|| before.and_then(|b| b.prefix_hash)),
+            discovered_at: before.map_or_else(
+                // SAFETY: reads the clock; no PostgreSQL state is touched.
+                || unsafe { pg_sys::GetCurrentTimestamp() },
+                |b| b.discovered_at,
+            ),
         }
     }
 }

@@ -6,22 +6,28 @@ mod files;
 mod ingest;
 mod launcher;
 mod ledger;
+mod marker;
+mod say;
+mod session;
 mod sql;
 mod txn;
 mod watch;
 
 use crate::settings::{ProcessedAction, Settings};
 use crate::shared::{WorkerState, STATUS};
+use ecommerce_events::folders::{self, FolderError, FolderRole, Folders, Protected};
 use ecommerce_events::pipeline::Pipeline;
 use ecommerce_events::{
     classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
 };
 use ingest::FileOutcome;
-use ledger::{Entry, Ledger, Status, Update};
+use ledger::{Entry, Identity, Ledger, Status, Update};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
+use say::{Said, Topic};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use txn::transaction;
 
@@ -69,9 +75,12 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
         s.latch = unsafe { pg_sys::MyLatch } as usize;
         s.state = WorkerState::Running;
     }
+    if let Err(e) = session::pin() {
+        error!("ecommerce_ingest: cannot pin the worker's session settings: {e}");
+    }
     log!("ecommerce_ingest worker started (database {db:?})");
     let mut w = Worker::default();
-    let mut reason = "start";
+    let mut reason = Reason::Start;
     loop {
         unsafe {
             if pg_sys::ConfigReloadPending != 0 {
@@ -82,6 +91,34 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
         let st = Settings::read();
         let next = w.trigger(&st, reason);
         reason = w.wait(&st, &next);
+    }
+}
+
+/// Why a trigger runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Start,
+    /// ingest_trigger(), ingest_resume(), CREATE EXTENSION.
+    Manual,
+    Notify,
+    Interval,
+    /// Woken without a request (a signal).
+    Wakeup,
+    /// More files were ready than one trigger takes.
+    Backlog,
+}
+
+impl Reason {
+    /// As recorded in ingest_batches.trigger.
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Start => "start",
+            Reason::Manual => "manual",
+            Reason::Notify => "notify",
+            Reason::Interval => "interval",
+            Reason::Wakeup => "wakeup",
+            Reason::Backlog => "backlog",
+        }
     }
 }
 
@@ -104,13 +141,44 @@ struct Next {
     wake_in: Option<Duration>,
 }
 
+/// What decides where processed files go: a change is applied to the files already done at
+/// the next trigger (with a full scan).
+#[derive(Debug, Clone, PartialEq)]
+struct Actions {
+    processed_action: ProcessedAction,
+    archive_dir: PathBuf,
+    failed_dir: PathBuf,
+}
+
+impl Actions {
+    fn of(st: &Settings) -> Actions {
+        Actions {
+            processed_action: st.processed_action,
+            archive_dir: st.archive_dir.clone(),
+            failed_dir: st.failed_dir.clone(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Worker {
     ledger: Option<Ledger>,
     ledger_key: (i64, u64),
     watcher: Option<watch::Watcher>,
-    /// What was last said about each topic (a file, the folder...): each message is logged once.
-    said: HashMap<String, String>,
+    /// What was last said about each topic: each message is logged once.
+    said: Said,
+    /// The processed actions of the last trigger.
+    actions: Option<Actions>,
+    /// A processed file could not be archived, deleted or moved into this folder: state
+    /// `degraded`, and why.
+    action_problem: Option<(PathBuf, String)>,
+    /// Files whose processed action failed: looked at again at every trigger.
+    action_retry: HashSet<String>,
+    /// When this worker first saw each pending file that the ledger does not know yet.
+    first_seen: HashMap<String, pg_sys::TimestampTz>,
+    /// The extension's oid, once known; and the one the marker was last written for.
+    extension_oid: Option<u32>,
+    marker_written: Option<u32>,
     /// Changed files already reported, by (size, mtime).
     changed_seen: HashMap<String, (u64, i64)>,
     /// Files whose last chunk failed in the database: not before this instant; failure count.
@@ -138,7 +206,72 @@ fn pg_now() -> pg_sys::TimestampTz {
 }
 
 fn set_state(state: WorkerState) {
-    STATUS.exclusive().state = state;
+    STATUS.exclusive().set_state(state, None);
+}
+
+fn set_state_because(state: WorkerState, why: &str) {
+    STATUS.exclusive().set_state(state, Some(why));
+}
+
+/// What the probe at the start of a trigger found.
+struct Probe {
+    paused: bool,
+    /// The ledger was (re)loaded: a full scan follows.
+    loaded_now: bool,
+    /// Tablespaces' names and folders (never read from).
+    tablespaces: Vec<(String, PathBuf)>,
+}
+
+/// The probe's transaction's result.
+enum ProbeRow {
+    Missing,
+    OtherVersion(String),
+    Found {
+        oid: i64,
+        paused: bool,
+        tablespaces: Vec<(String, PathBuf)>,
+        ledger: Option<Ledger>,
+    },
+}
+
+/// The folders of the server that the worker must never touch.
+fn protected_folders(tablespaces: &[(String, PathBuf)]) -> Vec<Protected> {
+    let data = crate::settings::data_dir();
+    let mut out = vec![
+        Protected::DataDirectory(folders::canonical(&data)),
+        Protected::Wal(folders::canonical(&data.join("pg_wal"))),
+    ];
+    for (name, path) in tablespaces {
+        out.push(Protected::Tablespace {
+            name: name.clone(),
+            path: folders::canonical(path),
+        });
+    }
+    for setting in ["config_file", "hba_file", "ident_file"] {
+        if let Some(file) = crate::settings::server_setting(setting) {
+            if let Some(dir) = Path::new(&file).parent() {
+                let dir = folders::canonical(&crate::settings::resolve(&dir.to_string_lossy()));
+                let p = Protected::Configuration(dir);
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The configured folders may be used (see `ecommerce_events::folders`).
+fn check_folders(st: &Settings, tablespaces: &[(String, PathBuf)]) -> Result<(), FolderError> {
+    if st.input_unset {
+        return Err(FolderError::NotSet(FolderRole::Input));
+    }
+    let f = Folders {
+        input: st.input_dir.clone(),
+        archive: st.archive_dir.clone(),
+        failed: st.failed_dir.clone(),
+    };
+    folders::check_folders(&f, &protected_folders(tablespaces))
 }
 
 /// Files, rows and rejected rows a trigger ingested.
@@ -179,7 +312,11 @@ enum Plan {
 
 fn plan_known(e: &Entry, cand: &Candidate, young: bool, changed_seen: Option<&(u64, i64)>) -> Plan {
     // The ledger keeps mtimes in microseconds (timestamptz); the file system has nanoseconds.
-    let same = e.size == cand.size && e.mtime_ns.div_euclid(1000) == cand.mtime_ns.div_euclid(1000);
+    // Size and mtime alone are not enough: `rsync -t` or `cp -p` of other content keep both, but
+    // give another inode or ctime. (Rows written by 0.1.0 have no identity: size and mtime.)
+    let same = e.size == cand.size
+        && e.mtime_ns.div_euclid(1000) == cand.mtime_ns.div_euclid(1000)
+        && e.identity.is_none_or(|i| i == Identity::of(cand));
     match e.status {
         Status::Done if same => Plan::AfterDone,
         // Nothing was consumed from it (it was empty): new bytes are simply new.
@@ -197,37 +334,25 @@ fn plan_known(e: &Entry, cand: &Candidate, young: bool, changed_seen: Option<&(u
 }
 
 impl Worker {
-    /// Logs `msg` under `topic` unless it is what was said last time; also the status' last error.
-    fn say(&mut self, topic: &str, msg: String, is_error: bool) {
-        let key = msg.clone();
-        self.say_keyed(topic, key, msg, is_error)
+    fn say(&mut self, topic: Topic, msg: String, is_error: bool) {
+        self.said.say(topic, msg, is_error)
     }
 
-    /// Like `say`, but repeats are recognised by `key` (messages may hold changing values).
-    fn say_keyed(&mut self, topic: &str, key: String, msg: String, is_error: bool) {
-        if self.said.get(topic) == Some(&key) {
-            return;
-        }
-        if is_error {
-            warning!("ecommerce_ingest: {msg}");
-            STATUS.exclusive().set_error(&msg);
-        } else {
-            log!("ecommerce_ingest: {msg}");
-        }
-        self.said.insert(topic.to_string(), key);
+    fn say_keyed(&mut self, topic: Topic, key: String, msg: String, is_error: bool) {
+        self.said.say_keyed(topic, key, msg, is_error)
     }
 
-    fn settled(&mut self, topic: &str) {
-        self.said.remove(topic);
+    fn settled(&mut self, topic: Topic) {
+        self.said.settled(&topic);
     }
 
-    fn wait(&mut self, st: &Settings, next: &Next) -> &'static str {
+    fn wait(&mut self, st: &Settings, next: &Next) -> Reason {
         if next.backlog {
             pg_sys::check_for_interrupts!();
             if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
-                return "manual";
+                return Reason::Manual;
             }
-            return "backlog";
+            return Reason::Backlog;
         }
         let timeout = next
             .wake_in
@@ -255,13 +380,13 @@ impl Worker {
         };
         let notified = self.watcher.as_ref().is_some_and(|w| w.drain());
         if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
-            "manual"
+            Reason::Manual
         } else if notified {
-            "notify"
+            Reason::Notify
         } else if rc & pg_sys::WL_TIMEOUT as i32 != 0 || started.elapsed() >= timeout {
-            "interval"
+            Reason::Interval
         } else {
-            "wakeup"
+            Reason::Wakeup
         }
     }
 
@@ -276,10 +401,10 @@ impl Worker {
             match started {
                 Ok(p) => {
                     self.pipeline = Some(p);
-                    self.settled("reader");
+                    self.settled(Topic::Reader);
                 }
                 Err(e) => self.say(
-                    "reader",
+                    Topic::Reader,
                     format!("cannot start the file-reading thread: {e}"),
                     true,
                 ),
@@ -296,10 +421,10 @@ impl Worker {
         match watch::Watcher::new(dir) {
             Ok(w) => {
                 self.watcher = Some(w);
-                self.settled("watch");
+                self.settled(Topic::Watch);
             }
             Err(e) => self.say(
-                "watch",
+                Topic::Watch,
                 format!(
                     "no file-system notifications for {}: {e}; polling every trigger_interval",
                     dir.display()
@@ -309,51 +434,70 @@ impl Worker {
         }
     }
 
-    /// One trigger: check the extension and the paused flag, list the folder, plan, ingest,
-    /// record.
-    fn trigger(&mut self, st: &Settings, reason: &'static str) -> Next {
+    /// One trigger: check the extension and the paused flag, check the folders, list the input
+    /// folder, plan, ingest, record.
+    fn trigger(&mut self, st: &Settings, reason: Reason) -> Next {
         let idle = Next {
             backlog: false,
             wake_in: None,
         };
         let started = Instant::now();
         let started_at = pg_now();
-        let (paused, loaded_now) = match self.probe() {
+        let Probe {
+            mut paused,
+            loaded_now,
+            tablespaces,
+        } = match self.probe() {
             Ok(p) => p,
             Err(next) => return next,
         };
+        if let Err(e) = check_folders(st, &tablespaces) {
+            // Nothing is read, moved or deleted until the settings are fixed.
+            self.watcher = None;
+            self.scanned = None;
+            let msg = e.to_string();
+            self.say(Topic::Folders, msg.clone(), true);
+            set_state_because(WorkerState::Error, &msg);
+            let mut s = STATUS.exclusive();
+            s.pending_files = 0;
+            s.last_trigger_at = started_at;
+            return idle;
+        }
+        self.settled(Topic::Folders);
         let pattern = match FilePattern::new(&st.file_pattern) {
             Ok(p) => p,
             Err(e) => {
-                self.say(
-                    "pattern",
-                    format!("ecommerce_ingest.file_pattern: {e}"),
-                    true,
-                );
-                set_state(WorkerState::Error);
+                let msg = format!("ecommerce_ingest.file_pattern: {e}");
+                self.say(Topic::Pattern, msg.clone(), true);
+                set_state_because(WorkerState::Error, &msg);
                 return idle;
             }
         };
-        self.settled("pattern");
-        let full = reason == "start" || reason == "manual" || loaded_now;
+        self.settled(Topic::Pattern);
+        // A changed processed action applies to the files already done: look at all of them.
+        let actions = Actions::of(st);
+        let actions_changed = self.actions.as_ref() != Some(&actions);
+        self.actions = Some(actions);
+        let full =
+            matches!(reason, Reason::Start | Reason::Manual) || loaded_now || actions_changed;
         let candidates = match self.look(st, &pattern, full) {
             Ok(c) => c,
             Err(e) => {
                 self.watcher = None;
                 self.scanned = None;
-                self.say(
-                    "dir",
-                    format!("input folder {}: {e}", st.input_dir.display()),
-                    true,
-                );
+                let msg = format!("input folder {}: {e}", st.input_dir.display());
+                self.say(Topic::Dir, msg.clone(), true);
+                set_state_because(WorkerState::Error, &msg);
                 let mut s = STATUS.exclusive();
-                s.state = WorkerState::Error;
                 s.pending_files = 0;
                 s.last_trigger_at = started_at;
                 return idle;
             }
         };
-        self.settled("dir");
+        self.settled(Topic::Dir);
+        if loaded_now && !paused {
+            paused = self.pause_if_recreated(st, &candidates);
+        }
 
         let mut wake_in: Option<Duration> = None;
         let mut todo = if paused {
@@ -363,18 +507,22 @@ impl Worker {
         };
         let backlog = todo.len() > st.max_files_per_trigger;
         todo.truncate(st.max_files_per_trigger);
+        // What waits is known now: if the ingest below blocks (a lock), the status still tells.
+        self.publish_pending(&candidates);
         let tally = match self.ingest(st, &todo, &mut wake_in) {
             Ok(t) => t,
             Err(reload) => return reload,
         };
         self.retry_backed_off_at(&mut wake_in);
         self.record(&candidates, tally, started, started_at, reason);
+        self.remember_installation(st);
         Next { backlog, wake_in }
     }
 
-    /// Checks that the extension exists, reads the paused flag, and (re)loads the ledger when it
-    /// is new or changed. Returns (paused, ledger loaded now), or what to do instead.
-    fn probe(&mut self) -> Result<(bool, bool), Next> {
+    /// Checks that the extension exists at this library's version, reads the paused flag and
+    /// the tablespaces, and (re)loads the ledger when it is new or changed. `Err`: what to do
+    /// instead of a trigger.
+    fn probe(&mut self) -> Result<Probe, Next> {
         let generation = STATUS.share().ledger_generation;
         let stale_key = if self.ledger.is_none() {
             (-1, u64::MAX)
@@ -388,31 +536,47 @@ impl Worker {
                     None,
                     &[crate::shared::DROP_LOCK_KEY.into()],
                 )?;
-                let Some(oid) = c
-                    .select(sql::EXTENSION_OID, None, &[])?
-                    .first()
-                    .get_one::<i64>()?
-                else {
-                    return Ok(None);
-                };
+                let ext = c.select(sql::EXTENSION, None, &[])?;
+                if ext.is_empty() {
+                    return Ok(ProbeRow::Missing);
+                }
+                let row = ext.first();
+                let oid = row.get::<i64>(1)?.unwrap_or_default();
+                let version = row.get::<String>(2)?.unwrap_or_default();
+                if version != env!("CARGO_PKG_VERSION") {
+                    return Ok(ProbeRow::OtherVersion(version));
+                }
                 let paused = c
                     .select(sql::PAUSED, None, &[])?
                     .first()
                     .get_one::<bool>()?
                     .unwrap_or(false);
+                let mut tablespaces = Vec::new();
+                for r in c.select(sql::TABLESPACES, None, &[])? {
+                    let name = r.get::<String>(1)?.unwrap_or_default();
+                    let location = r.get::<String>(2)?.unwrap_or_default();
+                    if !location.is_empty() {
+                        tablespaces.push((name, PathBuf::from(location)));
+                    }
+                }
                 let ledger = if stale_key != (oid, generation) {
                     Some(Ledger::load(c)?)
                 } else {
                     None
                 };
-                Ok::<_, pgrx::spi::Error>(Some((oid, paused, ledger)))
+                Ok::<_, pgrx::spi::Error>(ProbeRow::Found {
+                    oid,
+                    paused,
+                    tablespaces,
+                    ledger,
+                })
             })
             .unwrap_or_else(|e| error!("{e}"))
         });
-        let (oid, paused, loaded) = match probe {
+        let (oid, paused, tablespaces, loaded) = match probe {
             Err(e) => {
                 self.say(
-                    "control",
+                    Topic::Control,
                     format!("cannot read the extension's tables: {e}"),
                     true,
                 );
@@ -421,14 +585,14 @@ impl Worker {
                     wake_in: None,
                 });
             }
-            Ok(None) => {
+            Ok(ProbeRow::Missing) => {
                 self.ledger = None;
                 self.scanned = None;
                 self.watcher = None;
                 set_state(WorkerState::WaitingForExtension);
                 let db = crate::settings::database();
                 self.say(
-                    "control",
+                    Topic::Control,
                     format!("waiting for CREATE EXTENSION ecommerce_ingest in database {db:?}"),
                     false,
                 );
@@ -438,9 +602,34 @@ impl Worker {
                     wake_in: Some(Duration::from_secs(5)),
                 });
             }
-            Ok(Some(p)) => p,
+            Ok(ProbeRow::OtherVersion(v)) => {
+                // The library was upgraded but not the SQL objects (or the reverse): the
+                // tables may lack what this library writes. Wait for ALTER EXTENSION.
+                self.ledger = None;
+                self.scanned = None;
+                self.watcher = None;
+                let msg = format!(
+                    "the extension's SQL objects are version {v} but the loaded library is {}: run ALTER EXTENSION ecommerce_ingest UPDATE in database {:?} (nothing is ingested until then)",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::settings::database()
+                );
+                self.say(Topic::Version, msg.clone(), false);
+                set_state_because(WorkerState::WaitingForUpdate, &msg);
+                return Err(Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_secs(5)),
+                });
+            }
+            Ok(ProbeRow::Found {
+                oid,
+                paused,
+                tablespaces,
+                ledger,
+            }) => (oid, paused, tablespaces, ledger),
         };
-        self.settled("control");
+        self.settled(Topic::Control);
+        self.settled(Topic::Version);
+        self.extension_oid = Some(oid as u32);
         let loaded_now = loaded.is_some();
         if let Some(l) = loaded {
             self.ledger = Some(l);
@@ -449,12 +638,103 @@ impl Worker {
         }
         // Paused: still look at the folder, so files_pending and the lag stay true, but ingest
         // nothing (and apply no processed action).
-        set_state(if paused {
-            WorkerState::Paused
+        if paused {
+            set_state(WorkerState::Paused);
+        } else if let Some((_, why)) = self.action_problem.clone() {
+            set_state_because(WorkerState::Degraded, &why);
         } else {
-            WorkerState::Running
+            set_state(WorkerState::Running);
+        }
+        Ok(Probe {
+            paused,
+            loaded_now,
+            tablespaces,
+        })
+    }
+
+    /// A new installation of the extension (empty ledger) next to files that an earlier one
+    /// ingested from this folder: ingesting them would store their rows again. Pauses (once,
+    /// unless a user already paused or resumed) and says why. Returns whether paused.
+    fn pause_if_recreated(&mut self, st: &Settings, candidates: &[Candidate]) -> bool {
+        let (Some(now), Some(ledger)) = (self.installation(st), self.ledger.as_ref()) else {
+            return false;
+        };
+        let before = marker::read(&crate::settings::data_dir());
+        if !marker::recreated(
+            before.as_ref(),
+            &now,
+            ledger.files.is_empty(),
+            candidates.len(),
+        ) {
+            return false;
+        }
+        let why = format!(
+            "the extension was created again while {} file(s) were in the input folder {}, from which an earlier installation ingested files (its record of them was dropped with it): ingesting them again would store their rows twice. Move away the files that were ingested before, then SELECT ingest_resume()",
+            candidates.len(),
+            st.input_dir.display()
+        );
+        let paused = transaction(|| {
+            Spi::run_with_args(sql::PAUSE_WITH_REASON, &[why.as_str().into()])
+                .unwrap_or_else(|e| error!("{e}"));
+            Spi::get_one::<bool>(sql::PAUSED)
+                .unwrap_or_else(|e| error!("{e}"))
+                .unwrap_or(false)
         });
-        Ok((paused, loaded_now))
+        match paused {
+            Ok(true) => {
+                self.say(Topic::SelfPause, format!("paused: {why}"), true);
+                set_state(WorkerState::Paused);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.say(
+                    Topic::SelfPause,
+                    format!("cannot pause after a re-created extension: {e}"),
+                    true,
+                );
+                // Safer to ingest nothing this time and try again.
+                true
+            }
+        }
+    }
+
+    /// This database, extension and input folder.
+    fn installation(&self, st: &Settings) -> Option<marker::Marker> {
+        Some(marker::Marker {
+            // SAFETY: MyDatabaseId is set once the worker is connected, and never changes.
+            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            extension: self.extension_oid?,
+            input_dir: st.input_dir.clone(),
+        })
+    }
+
+    /// Once something was ingested (the ledger is not empty), remembers this installation in
+    /// the data directory's marker (see marker.rs).
+    fn remember_installation(&mut self, st: &Settings) {
+        let Some(now) = self.installation(st) else {
+            return;
+        };
+        let ingested = self.ledger.as_ref().is_some_and(|l| !l.files.is_empty());
+        if !ingested || self.marker_written == Some(now.extension) {
+            return;
+        }
+        let dir = crate::settings::data_dir();
+        if marker::read(&dir).as_ref() != Some(&now) {
+            if let Err(e) = marker::write(&dir, &now) {
+                self.say(
+                    Topic::Marker,
+                    format!(
+                        "cannot write {}: {e}; a re-created extension could not tell which files were ingested before",
+                        dir.join("ecommerce_ingest.marker").display()
+                    ),
+                    true,
+                );
+                return;
+            }
+        }
+        self.settled(Topic::Marker);
+        self.marker_written = Some(now.extension);
     }
 
     /// Which of the candidates need ingesting, oldest first (with whether each is young); applies
@@ -479,9 +759,13 @@ impl Worker {
                 Some(e) => plan_known(e, cand, young, self.changed_seen.get(&cand.name)),
             };
             match plan {
+                // A failed file whose move to the failed folder did not work before.
+                Plan::Nothing if self.action_retry.contains(&cand.name) => {
+                    self.after_failed(st, cand)
+                }
                 Plan::Nothing => {}
                 Plan::Ingest => todo.push((cand, young)),
-                Plan::AfterDone => self.after_done(st, &cand.name),
+                Plan::AfterDone => self.after_done(st, cand),
                 Plan::LookAgainSoon => soon(wake_in, cand.mtime_ns),
                 Plan::CheckChanged => {
                     let e = self
@@ -520,7 +804,7 @@ impl Worker {
             let outcomes = ingest::ingest_group(st, pipe, &group);
             if !pipe.is_running() {
                 self.say(
-                    "reader",
+                    Topic::Reader,
                     "the file-reading thread stopped; starting a new one".into(),
                     true,
                 );
@@ -606,24 +890,15 @@ impl Worker {
         }
     }
 
-    /// After a trigger: which files stay active, the pending count and lag, the batch history
-    /// row, and the status counters.
-    fn record(
-        &mut self,
-        candidates: &[Candidate],
-        tally: Tally,
-        started: Instant,
-        started_at: pg_sys::TimestampTz,
-        reason: &'static str,
-    ) {
-        let Tally {
-            files,
-            rows,
-            rejected,
-        } = tally;
-        // Files that still need attention stay active; pending ones still have bytes to read.
+    /// Which candidates still wait for bytes to be read: their number, and when the oldest of
+    /// them was first seen (the ledger's discovery time, or when this worker first saw a file
+    /// the ledger does not know yet; never the file's mtime, which a copy can set to any date).
+    /// Also updates which files stay active (looked at in the next trigger).
+    fn pending_of(&mut self, candidates: &[Candidate]) -> (i64, pg_sys::TimestampTz) {
+        let now = pg_now();
         let mut pending = 0i64;
-        let mut oldest = i64::MAX;
+        let mut oldest = pg_sys::TimestampTz::MAX;
+        let mut first_seen = HashMap::new();
         self.active.clear();
         for cand in candidates {
             let e = self.ledger.as_ref().and_then(|l| l.files.get(&cand.name));
@@ -636,12 +911,49 @@ impl Worker {
             };
             if waiting {
                 pending += 1;
-                oldest = oldest.min(cand.mtime_ns);
+                let seen = match e {
+                    Some(e) if e.discovered_at != 0 => e.discovered_at,
+                    _ => {
+                        let t = *self.first_seen.get(&cand.name).unwrap_or(&now);
+                        first_seen.insert(cand.name.clone(), t);
+                        t
+                    }
+                };
+                oldest = oldest.min(seen);
             }
             if waiting || e.is_some_and(|e| e.status == Status::Growing) {
                 self.active.insert(cand.name.clone());
             }
         }
+        self.first_seen = first_seen;
+        (pending, if pending > 0 { oldest } else { 0 })
+    }
+
+    /// Publishes the pending files and the lag before ingesting, so that they are true while a
+    /// trigger is blocked (a lock on the table).
+    fn publish_pending(&mut self, candidates: &[Candidate]) {
+        let (pending, oldest) = self.pending_of(candidates);
+        let mut s = STATUS.exclusive();
+        s.pending_files = pending;
+        s.oldest_pending_at = oldest;
+    }
+
+    /// After a trigger: which files stay active, the pending count and lag, the batch history
+    /// row, and the status counters.
+    fn record(
+        &mut self,
+        candidates: &[Candidate],
+        tally: Tally,
+        started: Instant,
+        started_at: pg_sys::TimestampTz,
+        reason: Reason,
+    ) {
+        let Tally {
+            files,
+            rows,
+            rejected,
+        } = tally;
+        let (pending, oldest) = self.pending_of(candidates);
         let elapsed = started.elapsed();
         let ms = elapsed.as_secs_f64() * 1000.0;
         let rps = if ms > 0.0 {
@@ -649,7 +961,9 @@ impl Worker {
         } else {
             0.0
         };
-        if files > 0 {
+        // One history row per trigger that ingested rows (a file that only failed is no batch).
+        let ingested = rows + rejected > 0;
+        if ingested {
             // The batch history is informational: a failure here is reported, never fatal.
             let logged = transaction(|| {
                 Spi::run_with_args(
@@ -658,7 +972,7 @@ impl Worker {
                         pgrx::datum::TimestampWithTimeZone::try_from(started_at)
                             .ok()
                             .into(),
-                        reason.into(),
+                        reason.as_str().into(),
                         files.into(),
                         rows.into(),
                         rejected.into(),
@@ -669,9 +983,9 @@ impl Worker {
                 .unwrap_or_else(|e| error!("{e}"))
             });
             match logged {
-                Ok(()) => self.settled("batch_log"),
+                Ok(()) => self.settled(Topic::BatchLog),
                 Err(e) => self.say_keyed(
-                    "batch_log",
+                    Topic::BatchLog,
                     e.sqlstate.clone(),
                     format!("cannot record the batch in ingest_batch_log: {e}"),
                     true,
@@ -682,17 +996,13 @@ impl Worker {
             let mut s = STATUS.exclusive();
             s.last_trigger_at = started_at;
             s.last_trigger_ms = ms;
-            if files > 0 {
+            if ingested {
                 s.last_batch_ms = ms;
                 s.last_batch_rows = rows;
                 s.rows_per_second = rps;
             }
             s.pending_files = pending;
-            s.oldest_pending_at = if pending > 0 {
-                ledger::pg_time(oldest).into()
-            } else {
-                0
-            };
+            s.oldest_pending_at = oldest;
         }
     }
 
@@ -715,24 +1025,24 @@ impl Worker {
                 rejected: j,
             } => {
                 let status = entry.status;
-                if r + j > 0 || status == Status::Failed {
+                if r + j > 0 {
                     tally.files += 1;
                 }
                 tally.rows += r;
                 tally.rejected += j;
                 self.remember(&m.cand.name, entry);
-                self.settled(&m.cand.name);
+                self.settled(Topic::File(m.cand.name.clone()));
                 self.backoff.remove(&m.cand.name);
                 match status {
-                    Status::Done => self.after_done(st, &m.cand.name),
-                    Status::Failed => self.after_failed(st, &m.cand.name),
+                    Status::Done => self.after_done(st, m.cand),
+                    Status::Failed | Status::Changed => self.after_failed(st, m.cand),
                     Status::Growing => soon(wake_in),
                     _ => {}
                 }
             }
             FileOutcome::Stale => {
                 self.say(
-                    "stale",
+                    Topic::Stale,
                     "the file ledger was changed by another session; reloading it".into(),
                     false,
                 );
@@ -745,7 +1055,7 @@ impl Worker {
             }
             FileOutcome::Wait(msg) => {
                 if let Some(msg) = msg {
-                    self.say(&m.cand.name, msg.clone(), true);
+                    self.say(Topic::File(m.cand.name.clone()), msg.clone(), true);
                     if m.before.is_none() {
                         self.record_refused_status(
                             &m.cand.name,
@@ -784,7 +1094,7 @@ impl Worker {
                 self.backoff
                     .insert(m.cand.name.clone(), (Instant::now() + delay, failures));
                 self.say_keyed(
-                    &m.cand.name,
+                    Topic::File(m.cand.name.clone()),
                     format!("db:{}", error.sqlstate),
                     format!(
                         "file {:?}: {error}; the chunk was rolled back and will be retried in {} s",
@@ -846,6 +1156,7 @@ impl Worker {
         }
         let mut names: HashSet<String> = inbox.map(|i| i.names).unwrap_or_default();
         names.extend(self.active.iter().cloned());
+        names.extend(self.action_retry.iter().cloned());
         let mut files = Vec::with_capacity(names.len());
         for name in names {
             match classify(dir, &name, pattern) {
@@ -897,7 +1208,11 @@ impl Worker {
             };
             if let Some((status, msg)) = end {
                 if status == Status::Failed {
-                    self.say(name, format!("file {name:?}: {msg}"), true);
+                    self.say(
+                        Topic::File(name.clone()),
+                        format!("file {name:?}: {msg}"),
+                        true,
+                    );
                 }
                 let u = Update::status_only(name, status, e.size, e.mtime_ns, e.resume, Some(msg));
                 self.write_status(&u, Some(&e));
@@ -912,7 +1227,7 @@ impl Worker {
                     if let Some(l) = self.ledger.as_mut() {
                         l.files.remove(name);
                     }
-                    self.settled(name);
+                    self.settled(Topic::File(name.clone()));
                 }
             }
         }
@@ -925,7 +1240,11 @@ impl Worker {
             .as_ref()
             .is_some_and(|l| l.files.contains_key(name));
         if !known {
-            self.say(name, format!("file {name:?}: {reason}"), true);
+            self.say(
+                Topic::File(name.to_string()),
+                format!("file {name:?}: {reason}"),
+                true,
+            );
             self.record_refused_status(name, 0, 0, reason, Status::Failed);
         }
     }
@@ -983,6 +1302,9 @@ impl Worker {
                         name.into(),
                         (cand.size as i64).into(),
                         ledger::pg_time(cand.mtime_ns).into(),
+                        (cand.dev as i64).into(),
+                        (cand.inode as i64).into(),
+                        ledger::pg_time(cand.ctime_ns).into(),
                     ],
                 )
                 .unwrap_or_else(|e| error!("{e}"))
@@ -991,9 +1313,10 @@ impl Worker {
                 let mut entry = e.clone();
                 entry.size = cand.size;
                 entry.mtime_ns = cand.mtime_ns;
+                entry.identity = Some(Identity::of(cand));
                 self.remember(name, entry);
             }
-            self.after_done(st, &cand.name);
+            self.after_done(st, cand);
             return;
         }
         let msg = format!(
@@ -1004,7 +1327,7 @@ impl Worker {
             cand.size,
             now_hash.as_deref().unwrap_or("unreadable")
         );
-        self.say(&cand.name, msg.clone(), true);
+        self.say(Topic::File(cand.name.clone()), msg.clone(), true);
         let u = Update::status_only(
             &cand.name,
             Status::Changed,
@@ -1016,38 +1339,105 @@ impl Worker {
         self.write_status(&u, Some(e));
         self.changed_seen
             .insert(cand.name.clone(), (cand.size, cand.mtime_ns));
+        self.after_failed(st, cand);
+    }
+
+    /// The processed action for a file done: archive, delete, or nothing (keep).
+    fn after_done(&mut self, st: &Settings, cand: &Candidate) {
+        match st.processed_action {
+            ProcessedAction::Keep => {}
+            ProcessedAction::Delete => self.act(st, cand, Act::Delete),
+            ProcessedAction::Archive => self.act(st, cand, Act::Archive),
+        }
+    }
+
+    /// A file that failed as a whole, or changed: to the failed folder, unless keep.
+    fn after_failed(&mut self, st: &Settings, cand: &Candidate) {
         if st.processed_action != ProcessedAction::Keep {
-            self.after_failed(st, &cand.name);
+            self.act(st, cand, Act::MoveToFailed);
         }
     }
 
-    fn after_done(&mut self, st: &Settings, name: &str) {
+    /// Archives, deletes or moves the file `cand` was about, if it is still that file: a file
+    /// replaced under the same name meanwhile is left alone (the worker never moves or deletes
+    /// a file it did not judge). A failure is logged once per folder (not per file) and makes
+    /// the state `degraded` until an action succeeds there again.
+    fn act(&mut self, st: &Settings, cand: &Candidate, act: Act) {
+        let name = cand.name.as_str();
         let src = st.input_dir.join(name);
-        let r = match st.processed_action {
-            ProcessedAction::Keep => return,
-            ProcessedAction::Delete => files::delete(&src),
-            ProcessedAction::Archive => files::move_into(&src, &st.archive_dir, name).map(|_| ()),
+        self.action_retry.remove(name);
+        match std::fs::symlink_metadata(&src) {
+            // Already moved (the action is repeated after a crash): nothing to do.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Ok(md) if md.dev() != cand.dev || md.ino() != cand.inode => {
+                self.say(
+                    Topic::File(name.to_string()),
+                    format!(
+                        "file {name:?} was replaced by another file after it was ingested: the new one is left in place, not {}",
+                        act.verb()
+                    ),
+                    false,
+                );
+                return;
+            }
+            _ => {}
+        }
+        let folder = match act {
+            Act::Archive => st.archive_dir.clone(),
+            Act::MoveToFailed => st.failed_dir.clone(),
+            Act::Delete => st.input_dir.clone(),
         };
-        if let Err(e) = r {
-            self.say(
-                &format!("{name}/action"),
-                format!("file {name:?} was ingested but could not be archived or deleted: {e}"),
-                true,
-            );
+        let r = match act {
+            Act::Delete => files::delete(&src),
+            Act::Archive | Act::MoveToFailed => {
+                if files::same_dir(&folder, &st.input_dir) {
+                    Err(std::io::Error::other(
+                        "it is the input folder itself (under another path): files moved there would be ingested again",
+                    ))
+                } else {
+                    files::move_into(&src, &folder, name).map(|_| ())
+                }
+            }
+        };
+        let topic = Topic::Action(folder.clone());
+        match r {
+            Ok(()) => {
+                if self.action_problem.as_ref().is_some_and(|p| p.0 == folder) {
+                    self.action_problem = None;
+                }
+                self.settled(topic);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "processed files cannot be {} {}: {e} (first seen with {name:?}); they stay in the input folder, already ingested, and are retried at every trigger",
+                    act.verb(),
+                    folder.display()
+                );
+                self.say_keyed(topic, format!("{:?}", e.kind()), msg.clone(), true);
+                self.action_problem = Some((folder, msg.clone()));
+                self.action_retry.insert(name.to_string());
+                if STATUS.share().state == WorkerState::Running {
+                    set_state_because(WorkerState::Degraded, &msg);
+                }
+            }
         }
     }
+}
 
-    fn after_failed(&mut self, st: &Settings, name: &str) {
-        if st.processed_action == ProcessedAction::Keep {
-            return;
-        }
-        let src = st.input_dir.join(name);
-        if let Err(e) = files::move_into(&src, &st.failed_dir, name) {
-            self.say(
-                &format!("{name}/action"),
-                format!("file {name:?} could not be moved to the failed folder: {e}"),
-                true,
-            );
+/// What happens to a file once judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Archive,
+    Delete,
+    MoveToFailed,
+}
+
+impl Act {
+    fn verb(self) -> &'static str {
+        match self {
+            Act::Archive => "archived into",
+            Act::Delete => "deleted from",
+            Act::MoveToFailed => "moved into",
         }
     }
 }

@@ -1,19 +1,43 @@
 //! Every SQL statement the worker runs. All values travel as parameters; no SQL text is ever
-//! built from file names or file contents.
+//! built from file names or file contents. Every name is schema-qualified (the extension lives
+//! in `public`, see the control file), and the worker's session pins `search_path` to
+//! `pg_catalog, pg_temp` (session.rs), so no object or operator a database owner creates can
+//! be picked up by the worker, which runs as a superuser.
 
-pub const EXTENSION_OID: &str =
-    "SELECT (SELECT oid::int8 FROM pg_catalog.pg_extension WHERE extname = 'ecommerce_ingest')";
+/// The extension's oid and the version of its SQL objects (no row: not created).
+pub const EXTENSION: &str = "SELECT oid::pg_catalog.int8, extversion::pg_catalog.text
+  FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'ecommerce_ingest'";
+
+/// Folders of tablespaces other than pg_default and pg_global (which live in the data directory).
+pub const TABLESPACES: &str =
+    "SELECT spcname::pg_catalog.text, pg_catalog.pg_tablespace_location(oid)
+  FROM pg_catalog.pg_tablespace";
 
 /// Taken (shared) first in every chunk transaction, and exclusively by DROP EXTENSION (see
 /// drop_guard.rs): a DROP waits for the chunk in flight and the next chunk waits for the DROP,
 /// so the two never lock the extension's tables in opposite orders.
-pub const CHUNK_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+pub const CHUNK_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1)";
 
 /// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
 pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";
 
+/// The worker pauses itself (a re-created extension next to files an earlier installation
+/// ingested); a state set by a user first is kept.
+pub const PAUSE_WITH_REASON: &str =
+    "INSERT INTO public.ingest_control (paused, changed_at, changed_by, reason)
+VALUES (true, pg_catalog.now(), 'ecommerce_ingest', $1)
+ON CONFLICT (singleton) DO NOTHING";
+
+/// Loads the whole ledger (once per start or extension re-creation).
+pub const LEDGER_LOAD: &str =
+    "SELECT file_name, status, size, (pg_catalog.date_part('epoch', mtime) * 1e9)::pg_catalog.int8,
+        committed_offset, committed_line, chunks, content_hash, device, inode,
+        (pg_catalog.date_part('epoch', ctime) * 1e9)::pg_catalog.int8, prefix_hash,
+        (pg_catalog.date_part('epoch', discovered_at) * 1e6)::pg_catalog.int8
+   FROM public.ingest_ledger";
+
 pub const LEDGER_ROW_FOR_UPDATE: &str =
-    "SELECT file_id, committed_offset FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE";
+    "SELECT file_id, committed_offset FROM public.ingest_ledger WHERE file_name OPERATOR(pg_catalog.=) $1 FOR UPDATE";
 
 /// A new file's ledger row, created in the transaction of its first chunk (its id goes into
 /// every row of `user_events`); the end of the chunk fills it in.
@@ -22,19 +46,24 @@ VALUES ($1, 'ingesting', $2) RETURNING file_id";
 
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
-SELECT $1, l, c, r, w FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS t(l, c, r, w)";
+SELECT $1, l, c, r, w
+  FROM pg_catalog.unnest($2::pg_catalog.int8[], $3::pg_catalog.text[], $4::pg_catalog.text[], $5::pg_catalog.text[]) AS t(l, c, r, w)";
 
 pub const INSERT_CHUNK: &str = "
 INSERT INTO public.ingest_chunks
     (file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// Writes a file's ledger row. The identity columns (device, inode, ctime) describe the file the
+/// row is about; `prefix_hash` is the hash of the bytes before `committed_offset`, checked
+/// before a later chunk resumes (NULL: keep the one recorded).
 pub const LEDGER_UPSERT: &str = "
 INSERT INTO public.ingest_ledger AS l
     (file_name, status, size, mtime, content_hash, committed_offset, committed_line,
-     rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, clock_timestamp(),
-        CASE WHEN $13 THEN clock_timestamp() END)
+     rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at,
+     device, inode, ctime, prefix_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, pg_catalog.clock_timestamp(),
+        CASE WHEN $13 THEN pg_catalog.clock_timestamp() END, $14, $15, $16, $17)
 ON CONFLICT (file_name) DO UPDATE SET
     status = EXCLUDED.status,
     size = EXCLUDED.size,
@@ -42,24 +71,30 @@ ON CONFLICT (file_name) DO UPDATE SET
     content_hash = coalesce(EXCLUDED.content_hash, l.content_hash),
     committed_offset = EXCLUDED.committed_offset,
     committed_line = EXCLUDED.committed_line,
-    rows_ok = l.rows_ok + EXCLUDED.rows_ok,
-    rows_rejected = l.rows_rejected + EXCLUDED.rows_rejected,
-    chunks = l.chunks + EXCLUDED.chunks,
+    rows_ok = l.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
+    rows_rejected = l.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected,
+    chunks = l.chunks OPERATOR(pg_catalog.+) EXCLUDED.chunks,
     extra_columns = coalesce(EXCLUDED.extra_columns, l.extra_columns),
     error = EXCLUDED.error,
     committed_at = EXCLUDED.committed_at,
-    finished_at = EXCLUDED.finished_at";
+    finished_at = EXCLUDED.finished_at,
+    device = coalesce(EXCLUDED.device, l.device),
+    inode = coalesce(EXCLUDED.inode, l.inode),
+    ctime = coalesce(EXCLUDED.ctime, l.ctime),
+    prefix_hash = coalesce(EXCLUDED.prefix_hash, l.prefix_hash)";
 
 /// A done file seen again with the same bytes (touched, copied back): remember its new
-/// size and mtime, nothing else.
-pub const LEDGER_TOUCH: &str =
-    "UPDATE public.ingest_ledger SET size = $2, mtime = $3 WHERE file_name = $1";
+/// size, mtime and identity, nothing else.
+pub const LEDGER_TOUCH: &str = "UPDATE public.ingest_ledger
+   SET size = $2, mtime = $3, device = $4, inode = $5, ctime = $6
+ WHERE file_name OPERATOR(pg_catalog.=) $1";
 
 /// A file that was never read (only a transient error was recorded) and is gone: forget it.
 pub const LEDGER_FORGET_UNREAD: &str = "DELETE FROM public.ingest_ledger
-WHERE file_name = $1 AND status = 'error' AND rows_ok = 0 AND rows_rejected = 0";
+WHERE file_name OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'error'
+  AND rows_ok OPERATOR(pg_catalog.=) 0 AND rows_rejected OPERATOR(pg_catalog.=) 0";
 
 pub const INSERT_BATCH_LOG: &str = "
 INSERT INTO public.ingest_batch_log
     (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second)
-VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7)";
+VALUES ($1, pg_catalog.clock_timestamp(), $2, $3, $4, $5, $6, $7)";

@@ -233,6 +233,9 @@ fn drop_extension_is_guarded_and_the_worker_waits_quietly_for_a_new_one() {
     // Recreated: a new file arrives (the old one is removed: its ledger was dropped too).
     std::fs::remove_file(&a).unwrap();
     c.execute("CREATE EXTENSION ecommerce_ingest");
+    // The worker looks at the (empty) folder for the new installation first; files that are
+    // there at that moment could be ones ingested before (see identity.rs).
+    c.full_trigger();
     let b = c.write_file_atomic("b.csv", &gen_file(11, 77));
     c.trigger();
     c.wait_files_done(1, Duration::from_secs(30));

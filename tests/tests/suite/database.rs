@@ -324,9 +324,16 @@ fn drop_extension_cascade_while_the_worker_is_busy_then_create_again() {
         "the waiting message should be logged once"
     );
 
-    // Created again: the ledger went with the extension, so every file is new again and
-    // arrives exactly once in the new table.
+    // Created again: the ledger went with the extension. The worker notices files that an
+    // earlier installation ingested and starts paused; resumed, every file arrives exactly once
+    // in the new table.
     c.execute("CREATE EXTENSION ecommerce_ingest");
+    c.wait_for("paused after re-creation", Duration::from_secs(20), |c| {
+        let s = c.status();
+        s.state == "paused" && s.detail.contains("created again")
+    });
+    assert_eq!(c.event_count(), 0);
+    c.execute("SELECT ingest_resume()");
     c.wait_files_done(40, Duration::from_secs(120));
     c.settle();
     let exp = expected_rows(&[c.input_dir()]);

@@ -145,7 +145,8 @@ const NOT_READ: Option<&[&str]> = Some(&["not a regular file", "never read"]);
 
 const WANTS: [Want; 16] = [
     want("violations.csv", "done", 4, 32, None, VIOLATIONS),
-    want("empty.csv", "done", 0, 0, Some(&["empty"]), &[]),
+    // The contract requires a header: an empty file fails as a whole (0.1.0 said done).
+    want("empty.csv", "failed", 0, 0, Some(&["empty"]), &[]),
     want("header_only.csv", "done", 0, 0, None, &[]),
     want("no_trailing_newline.csv", "done", 3, 0, None, &[]),
     want("crlf.csv", "done", 4, 0, None, &[]),

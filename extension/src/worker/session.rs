@@ -1,0 +1,116 @@
+//! The worker's own session settings, pinned after it connects: the database owner's
+//! `ALTER DATABASE … SET` (applied to every connection, the worker's too) must not decide what
+//! a superuser process resolves, how long it may wait, or whether it may write.
+
+use pgrx::pg_sys;
+use std::ffi::CString;
+
+/// A setting the worker fixes for itself, and why.
+struct Pinned {
+    name: &'static str,
+    value: &'static str,
+    why: &'static str,
+}
+
+/// Every setting a database owner can attach to the database (user-settable ones) that changes
+/// what the worker's SQL means or whether it can run. Everything else a database or role
+/// setting may change (work_mem, enable_*, DateStyle ...) affects cost or output formats only:
+/// the worker reads and writes binary values and schema-qualifies every name.
+const PINNED: &[Pinned] = &[
+    Pinned {
+        name: "search_path",
+        value: "pg_catalog, pg_temp",
+        why: "nothing the worker runs may resolve to an object a database owner created",
+    },
+    Pinned {
+        name: "role",
+        value: "none",
+        why: "the worker acts as itself; rows are inserted as the table's owner (copy.rs)",
+    },
+    Pinned {
+        name: "default_transaction_read_only",
+        value: "off",
+        why: "the worker writes",
+    },
+    Pinned {
+        name: "default_transaction_isolation",
+        value: "read committed",
+        why: "serializable would fail chunks on conflicts nobody can fix",
+    },
+    Pinned {
+        name: "default_transaction_deferrable",
+        value: "off",
+        why: "same",
+    },
+    Pinned {
+        name: "statement_timeout",
+        value: "0",
+        why: "a big chunk is one statement; a timeout would fail it again at every retry",
+    },
+    Pinned {
+        name: "lock_timeout",
+        value: "0",
+        why: "waiting for a lock is shown in ingest_status() (state waiting_for_lock)",
+    },
+    Pinned {
+        name: "idle_in_transaction_session_timeout",
+        value: "0",
+        why: "the worker never idles in a transaction; a timeout would kill it",
+    },
+    Pinned {
+        name: "session_replication_role",
+        value: "origin",
+        why: "triggers and foreign keys of the target always fire",
+    },
+    Pinned {
+        name: "transform_null_equals",
+        value: "off",
+        why: "SQL means what it says",
+    },
+    Pinned {
+        name: "standard_conforming_strings",
+        value: "on",
+        why: "SQL literals mean what they say",
+    },
+    Pinned {
+        name: "row_security",
+        value: "on",
+        why: "with off, a table with policies would make inserts fail instead of applying them",
+    },
+];
+
+fn set(name: &str, value: &str) {
+    let name = CString::new(name).expect("no NUL in setting names");
+    let value = CString::new(value).expect("no NUL in setting values");
+    // SAFETY: called on the worker's own thread, inside a transaction (transaction() below), with
+    // NUL-terminated strings that outlive the call; an invalid value raises an ERROR, which
+    // transaction() turns into Err.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Pins the settings above for the rest of the session (a later reload of postgresql.conf does
+/// not undo a session-level setting). `synchronous_commit = off` is raised to `on`: a file is
+/// archived or deleted right after its commit, and must not outlive a commit that a crash
+/// could lose.
+pub fn pin() -> Result<(), super::txn::DbError> {
+    super::txn::transaction(|| {
+        for p in PINNED {
+            set(p.name, p.value);
+            pgrx::debug1!("ecommerce_ingest: {} = '{}' ({})", p.name, p.value, p.why);
+        }
+        if crate::settings::server_setting("synchronous_commit").as_deref() == Some("off") {
+            set("synchronous_commit", "on");
+        }
+    })
+}
