@@ -115,7 +115,11 @@ fn ingest_status() -> TableIterator<
     } else {
         let s = *STATUS.share();
         // A worker blocked on a lock cannot say so itself: ask the lock manager.
-        let blocked = (s.pid != 0).then(|| lock_wait(s.pid)).flatten();
+        let blocked = (s.pid != 0).then(|| lock_wait(s.pid)).flatten().or_else(|| {
+            s.blocked.then(|| {
+                "a chunk gave up waiting for a lock held by another session and is retried every ecommerce_ingest.lock_timeout".to_string()
+            })
+        });
         let state = match s.state {
             WorkerState::Running | WorkerState::Paused if paused => WorkerState::Paused,
             WorkerState::Paused => WorkerState::Running,
@@ -286,8 +290,9 @@ fn ingest_trigger() -> &'static str {
 #[pg_extern(security_definer, volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn ingest_retry(file_name: &str) -> String {
-    let found = Spi::connect(|c| {
-        let rows = c.select(
+    let found = Spi::connect_mut(|c| {
+        // Locked: the worker cannot commit a chunk of this file between the check and the DELETE.
+        let rows = c.update(
             "SELECT status, rows_ok + rows_rejected, chunks, committed_line - 1
                FROM public.ingest_ledger WHERE file_name = $1 FOR UPDATE",
             None,

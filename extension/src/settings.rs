@@ -33,6 +33,7 @@ pub static CHUNK_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_RECORD_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 /// Registers the settings. `database` needs a restart, so it exists only when preloaded
 /// (PostgreSQL refuses postmaster-level settings defined later).
@@ -147,6 +148,16 @@ pub fn register(preloading: bool) {
         GucContext::Sighup,
         GucFlags::UNIT_KB,
     );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.lock_timeout",
+        c"How long a chunk waits for a lock held by another session before the worker looks at the folder again.",
+        c"The chunk is rolled back and retried at once; meanwhile ingest_status() says waiting_for_lock and keeps files_pending and lag_seconds current.",
+        &LOCK_TIMEOUT_MS,
+        10,
+        3600 * 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
     // SAFETY: called from _PG_init, on the only thread, with a NUL-terminated static string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"ecommerce_ingest".as_ptr()) };
 }
@@ -174,6 +185,7 @@ pub struct Settings {
     pub batch_rows: usize,
     pub min_file_age: Duration,
     pub max_record_bytes: u64,
+    pub lock_timeout: Duration,
 }
 
 /// The data directory (the server's working directory).
@@ -218,6 +230,7 @@ impl Settings {
             batch_rows: BATCH_ROWS.get() as usize,
             min_file_age: Duration::from_millis(MIN_FILE_AGE_MS.get() as u64),
             max_record_bytes: MAX_RECORD_SIZE_KB.get() as u64 * 1024,
+            lock_timeout: Duration::from_millis(LOCK_TIMEOUT_MS.get() as u64),
         }
     }
 }

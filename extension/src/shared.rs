@@ -74,6 +74,8 @@ pub struct Status {
     pub last_error_at: pg_sys::TimestampTz,
     pub last_error_len: usize,
     pub last_error: [u8; ERR_LEN],
+    /// The last chunk gave up waiting for a lock (lock_timeout); cleared by the next commit.
+    pub blocked: bool,
     /// Why the state is `error`, `degraded` or waiting for an update (empty otherwise).
     pub detail_len: usize,
     pub detail: [u8; ERR_LEN],
@@ -97,6 +99,7 @@ impl Default for Status {
             last_error_at: 0,
             last_error_len: 0,
             last_error: [0; ERR_LEN],
+            blocked: false,
             detail_len: 0,
             detail: [0; ERR_LEN],
         }

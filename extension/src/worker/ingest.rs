@@ -230,7 +230,7 @@ pub fn ingest_file(
         let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
         let step = transaction(|| {
             Spi::connect_mut(|client| {
-                if preamble(client) {
+                if preamble(client, st) {
                     return ChunkStep::Paused;
                 }
                 match chunk_body(
@@ -344,7 +344,7 @@ pub fn ingest_group(
     }
     let result = transaction(|| {
         Spi::connect_mut(|client| {
-            if preamble(client) {
+            if preamble(client, st) {
                 return None;
             }
             let mut steps = Vec::with_capacity(members.len());
@@ -402,6 +402,17 @@ pub fn ingest_group(
                 }
             })
             .collect(),
+        // Waiting for a lock is not any file's fault: trying each file alone would only wait
+        // again, once per file.
+        Err(e) if e.sqlstate == "55P03" => members
+            .iter()
+            .map(|m| FileOutcome::DbFailed {
+                error: e.clone(),
+                rows: 0,
+                rejected: 0,
+                entry: m.before.clone(),
+            })
+            .collect(),
         Err(e) => {
             debug1!(
                 "ecommerce_ingest: a group of {} files was rolled back ({e}); ingesting them one by one",
@@ -452,9 +463,19 @@ impl FileOutcome {
     }
 }
 
-/// The start of every ingesting transaction: the lock that orders it with DROP EXTENSION, and
-/// the paused flag (true: write nothing).
-fn preamble(client: &mut SpiClient<'_>) -> bool {
+/// The start of every ingesting transaction: how long it may wait for a lock, the lock that
+/// orders it with DROP EXTENSION, and the paused flag (true: write nothing).
+fn preamble(client: &mut SpiClient<'_>, st: &Settings) -> bool {
+    // A lock held by another session (LOCK TABLE, a long ALTER TABLE) must not keep the worker
+    // blind: after lock_timeout the chunk rolls back (SQLSTATE 55P03), the worker looks at the
+    // folder again (files_pending, lag) and retries at once (see `handle`).
+    client
+        .update(
+            sql::SET_LOCK_TIMEOUT,
+            None,
+            &[format!("{}ms", st.lock_timeout.as_millis()).into()],
+        )
+        .unwrap_or_else(|e| raise(e));
     client
         .update(
             sql::CHUNK_LOCK,

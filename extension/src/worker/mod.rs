@@ -122,6 +122,9 @@ impl Reason {
     }
 }
 
+/// SQLSTATE of a lock not obtained within lock_timeout.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// How often a folder whose mtime changed is rescanned in full although notifications work.
 const SAFETY_RESCAN_EVERY: Duration = Duration::from_secs(60);
 
@@ -1030,12 +1033,32 @@ impl Worker {
                 }
                 tally.rows += r;
                 tally.rejected += j;
+                if std::mem::take(&mut STATUS.exclusive().blocked) {
+                    self.say(
+                        Topic::Lock,
+                        "the lock was released; ingesting again".into(),
+                        false,
+                    );
+                    self.settled(Topic::Lock);
+                }
                 self.remember(&m.cand.name, entry);
                 self.settled(Topic::File(m.cand.name.clone()));
                 self.backoff.remove(&m.cand.name);
                 match status {
                     Status::Done => self.after_done(st, m.cand),
-                    Status::Failed | Status::Changed => self.after_failed(st, m.cand),
+                    Status::Failed => self.after_failed(st, m.cand),
+                    Status::Changed => {
+                        let name = &m.cand.name;
+                        self.say(
+                            Topic::File(name.clone()),
+                            format!("file {name:?} is not resumed: it changed since its first rows were committed (ingest_files.error says how); the committed rows stay, the rest is not ingested; give the new content a new name"),
+                            true,
+                        );
+                        // Said once: the next triggers see the same file and stay quiet.
+                        self.changed_seen
+                            .insert(m.cand.name.clone(), (m.cand.size, m.cand.mtime_ns));
+                        self.after_failed(st, m.cand)
+                    }
                     Status::Growing => soon(wake_in),
                     _ => {}
                 }
@@ -1086,6 +1109,21 @@ impl Worker {
                 if matches!(error.sqlstate.as_str(), "42P01" | "3F000") {
                     self.ledger = None;
                     self.scanned = None;
+                    return Flow::Stop;
+                }
+                // Gave up waiting for a lock (lock_timeout): not the file's fault. End this
+                // trigger, look at the folder again and retry at once.
+                if error.sqlstate == LOCK_NOT_AVAILABLE {
+                    STATUS.exclusive().blocked = true;
+                    self.say(
+                        Topic::Lock,
+                        format!(
+                            "waiting for a lock held by another session ({error}); file {:?} and the files behind it are retried every lock_timeout",
+                            m.cand.name
+                        ),
+                        false,
+                    );
+                    *wake_in = Some(Duration::from_millis(1));
                     return Flow::Stop;
                 }
                 // Back off: 1 s, 2 s, 4 s ... up to a minute between attempts.

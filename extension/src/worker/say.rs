@@ -27,6 +27,8 @@ pub enum Topic {
     Marker,
     /// The worker paused itself.
     SelfPause,
+    /// A chunk gave up waiting for a lock.
+    Lock,
     File(String),
     /// Archiving, deleting or moving files into this folder (one message for all files).
     Action(PathBuf),

@@ -18,6 +18,9 @@ pub const TABLESPACES: &str =
 /// so the two never lock the extension's tables in opposite orders.
 pub const CHUNK_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1)";
 
+/// How long the current transaction may wait for any lock.
+pub const SET_LOCK_TIMEOUT: &str = "SELECT pg_catalog.set_config('lock_timeout', $1, true)";
+
 /// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
 pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";
 
@@ -47,7 +50,8 @@ VALUES ($1, 'ingesting', $2) RETURNING file_id";
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
 SELECT $1, l, c, r, w
-  FROM pg_catalog.unnest($2::pg_catalog.int8[], $3::pg_catalog.text[], $4::pg_catalog.text[], $5::pg_catalog.text[]) AS t(l, c, r, w)";
+  -- (unqualified: only the plain name is the multi-array form; search_path is pg_catalog)
+  FROM unnest($2::pg_catalog.int8[], $3::pg_catalog.text[], $4::pg_catalog.text[], $5::pg_catalog.text[]) AS t(l, c, r, w)";
 
 pub const INSERT_CHUNK: &str = "
 INSERT INTO public.ingest_chunks

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 fn ledger_int(c: &mut Cluster, col: &str, file: &str) -> i64 {
     c.int(&format!(
-        "SELECT {col}::int8 FROM ingest_files WHERE file_name = {}",
+        "SELECT (SELECT {col}::int8 FROM ingest_files WHERE file_name = {})",
         lit(file)
     ))
 }
@@ -358,7 +358,7 @@ fn a_record_longer_than_max_record_size_is_a_reject_and_memory_stays_bounded() {
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0].0, 3);
     assert!(rejects[0].1.contains("longer than"), "{}", rejects[0].1);
-    let raw_len = c.int("SELECT length(raw_text) FROM ingest_rejects WHERE line_number = 3");
+    let raw_len = c.int("SELECT length(raw_text)::int8 FROM ingest_rejects WHERE line_number = 3");
     assert!(raw_len <= 1100, "raw text of {raw_len} characters");
     assert!(
         peak < base + 100 * 1024,
