@@ -23,7 +23,7 @@ bash scripts/install-ext.sh
 
 # The benchmark stops its clusters itself; this covers Ctrl-C and kills.
 cleanup() {
-  for pid in "$ROOT"/.bench/*/pg/postmaster.pid; do
+  for pid in "$ROOT"/.bench/*/data/postmaster.pid; do
     [ -f "$pid" ] && bash scripts/cluster.sh stop "$(dirname "$pid")" immediate
   done
   return 0

@@ -73,7 +73,7 @@ echo "$PREVIOUS_VERSION" >"$root/version.new" && mv -f "$root/version.new" "$roo
 # $libdir: $libdir/ecommerce_ingest.so is the current version, which every other cluster on this
 # machine loads (and a real upgrade replaces exactly that file). It stays under target/previous;
 # the test copies it into its own cluster's folder and names that folder first in
-# `dynamic_library_path` (tests/src/lib.rs, ClusterOptions::library_dir).
+# `dynamic_library_path` (tests/src/cluster.rs, ClusterOptions::library_dir).
 if [ "$current" = "$PREVIOUS_VERSION" ]; then
   echo "previous-release: the workspace version is still $PREVIOUS_VERSION: $sql not installed (nothing to upgrade to)" >&2
   exit 0

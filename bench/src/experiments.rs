@@ -1,13 +1,15 @@
 //! The five experiments. Each one runs on a fresh cluster, measures a figure and its yardstick
 //! in the same run, and checks the counts (a wrong count is an error: the run fails).
 
-use crate::cluster::Cluster;
 use crate::util::{
-    epoch_now, err, lit, log, median, percentile, proc_memory, set_conf, stage, status, sync,
+    epoch_now, err, log, median, percentile, proc_memory, set_conf, stage, status, sync,
     wait_status, Staged, R,
 };
+use e2e::{lit, Cluster, ClusterOptions};
 use postgres::Client;
 use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -131,20 +133,76 @@ impl Env {
     }
 
     /// A fresh cluster with the extension created and the worker running.
-    fn cluster(&self, dir: &Path, conf: &[&str]) -> R<(Cluster, Client)> {
+    fn cluster(&self, dir: &Path, conf: &[&str]) -> R<BenchCluster> {
         let mut all = vec![self.lib_conf.as_str()];
         all.extend_from_slice(conf);
-        let cluster = Cluster::start(&self.repo, dir, self.port, &all)?;
-        let mut c = cluster.connect()?;
-        c.batch_execute("CREATE EXTENSION ecommerce_ingest")?;
+        let mut cluster = BenchCluster::start(dir, self.port, &all, true)?;
         wait_status(
-            &mut c,
+            cluster.client(),
             "the worker to run",
             Duration::from_secs(30),
             Duration::from_millis(10),
             |s| s.state == "running" && s.worker_pid.is_some(),
         )?;
-        Ok((cluster, c))
+        Ok(cluster)
+    }
+}
+
+/// A benchmark cluster: the end-to-end harness's [`Cluster`] (scripts/cluster.sh, with
+/// `ecommerce_ingest` preloaded) in an experiment's folder (`dir/data`, input folder `dir/in`) on
+/// the benchmark's port, used through the harness's own connection. Dropping it (also on error)
+/// stops the server with `fast` and leaves the folder in place (see [`Env::clean`]).
+pub struct BenchCluster(Cluster);
+
+impl BenchCluster {
+    /// Starts a fresh cluster in `dir` with the postgresql.conf lines `conf` (after the
+    /// harness's defaults: later lines win) and, with `create_extension`, runs
+    /// `CREATE EXTENSION ecommerce_ingest`. A failure is an error, not a panic.
+    pub fn start(dir: &Path, port: u16, conf: &[&str], create_extension: bool) -> R<BenchCluster> {
+        let opts = ClusterOptions {
+            extra_conf: conf.iter().map(|s| s.to_string()).collect(),
+            create_extension,
+            root: Some(dir.to_path_buf()),
+            port: Some(port),
+            ..Default::default()
+        };
+        let cluster =
+            std::panic::catch_unwind(AssertUnwindSafe(|| Cluster::start(opts))).map_err(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                err(format!(
+                    "the cluster in {} did not start: {why}",
+                    dir.display()
+                ))
+            })?;
+        log(&format!(
+            "cluster started on 127.0.0.1:{port} (data {})",
+            cluster.data_dir().display()
+        ));
+        Ok(BenchCluster(cluster))
+    }
+}
+
+impl Deref for BenchCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.0
+    }
+}
+
+impl DerefMut for BenchCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.0
+    }
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        self.0.stop("fast");
+        log("cluster stopped");
     }
 }
 
@@ -333,8 +391,10 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
         z.backlog_files, z.backlog_rows_per_file
     ));
     let dir = env.fresh("backlog")?;
-    let (cluster, mut c) = env.cluster(&dir, &BASE_CONF)?;
-    pause(&mut c)?;
+    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
+    let input = cluster.input_dir().to_path_buf();
+    let c = cluster.client();
+    pause(c)?;
     let (staged, rows) = stage(
         &env.repo,
         &dir.join("staging"),
@@ -346,7 +406,7 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
         .iter()
         .map(|f| f.path.metadata().map(|m| m.len()).unwrap_or(0))
         .sum();
-    move_in(&staged, &cluster.input)?;
+    move_in(&staged, &input)?;
     sync();
     let mut names: Vec<String> = staged.iter().map(|f| f.name.clone()).collect();
     // Several rounds, each worker then COPY on the same files under new names: on a shared
@@ -354,17 +414,17 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
     let mut runs: Vec<Throughput> = Vec::new();
     for round in 0..z.backlog_rounds.max(1) {
         if round > 0 {
-            pause(&mut c)?;
+            pause(c)?;
             let renamed: Vec<String> = names.iter().map(|n| format!("r{round}-{n}")).collect();
             for (old, new) in names.iter().zip(&renamed) {
-                std::fs::rename(cluster.input.join(old), cluster.input.join(new))?;
+                std::fs::rename(input.join(old), input.join(new))?;
             }
             sync();
             names = renamed;
         }
         let r = worker_vs_copy(
-            &mut c,
-            &cluster.input,
+            c,
+            &input,
             &names,
             rows,
             bytes,
@@ -389,7 +449,6 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
         "backlog: worker {:.0} rows/s ({:.2} s), COPY {:.0} rows/s ({:.2} s): {:.2}x",
         r.worker_rows_per_second, r.worker_seconds, r.copy_rows_per_second, r.copy_seconds, r.ratio
     ));
-    drop(c);
     drop(cluster);
     env.clean(&dir);
     Ok(r)
@@ -501,7 +560,9 @@ pub fn latency(env: &Env, z: &Sizes) -> R<Latency> {
         z.latency_rows_per_file, z.latency_rate
     ));
     let dir = env.fresh("latency")?;
-    let (cluster, mut c) = env.cluster(&dir, &BASE_CONF)?;
+    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
+    let input = cluster.input_dir().to_path_buf();
+    let c = cluster.client();
     let (staged, rows) = stage(
         &env.repo,
         &dir.join("staging"),
@@ -511,19 +572,12 @@ pub fn latency(env: &Env, z: &Sizes) -> R<Latency> {
     )?;
     sync();
     std::thread::sleep(Duration::from_millis(500));
-    let r = latency_run(
-        &mut c,
-        &cluster.input,
-        &staged,
-        z.latency_rate,
-        z.latency_rows_per_file,
-    )?;
-    check_ingested(&mut c, "latency", n, rows, 0)?;
+    let r = latency_run(c, &input, &staged, z.latency_rate, z.latency_rows_per_file)?;
+    check_ingested(c, "latency", n, rows, 0)?;
     log(&format!(
         "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         r.p50_ms, r.p99_ms, r.max_ms
     ));
-    drop(c);
     drop(cluster);
     env.clean(&dir);
     Ok(r)
@@ -658,7 +712,9 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
         z.history_files, z.history_rows_per_file
     ));
     let dir = env.fresh("history")?;
-    let (cluster, mut c) = env.cluster(&dir, &BASE_CONF)?;
+    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
+    let input = cluster.input_dir().to_path_buf();
+    let c = cluster.client();
     let staging = dir.join("staging");
     let (hist, hist_rows) = stage(
         &env.repo,
@@ -684,19 +740,19 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
     sync();
     log(&format!("history: staged {} files", hist.len()));
 
-    let empty = idle_figures(&mut c, &cluster.input, z, &new1, 0)?;
+    let empty = idle_figures(c, &input, z, &new1, 0)?;
 
     // The history is setup, not a measurement: ingest it without waiting for WAL flushes.
-    set_conf(&mut c, "synchronous_commit", Some("off"))?;
+    set_conf(c, "synchronous_commit", Some("off"))?;
     let t = Instant::now();
-    let base = status(&mut c)?.files_ingested as u64;
+    let base = status(c)?.files_ingested as u64;
     let mut moved = 0u64;
     for batch in hist.chunks(z.history_move_batch) {
-        move_in(batch, &cluster.input)?;
+        move_in(batch, &input)?;
         moved += batch.len() as u64;
         let want = base + moved;
         wait_status(
-            &mut c,
+            c,
             "the history to be ingested",
             Duration::from_secs(300),
             Duration::from_millis(200),
@@ -704,7 +760,7 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
         )?;
     }
     let load_seconds = t.elapsed().as_secs_f64();
-    set_conf(&mut c, "synchronous_commit", None)?;
+    set_conf(c, "synchronous_commit", None)?;
     c.batch_execute("VACUUM ANALYZE")?;
     c.batch_execute("CHECKPOINT")?;
     log(&format!(
@@ -712,11 +768,11 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
         hist.len()
     ));
     let in_folder = z.history_files + z.history_new_files;
-    let with_history = idle_figures(&mut c, &cluster.input, z, &new2, in_folder)?;
+    let with_history = idle_figures(c, &input, z, &new2, in_folder)?;
 
     let files = z.history_files + 2 * z.history_new_files;
     check_ingested(
-        &mut c,
+        c,
         "history",
         files,
         hist_rows + 2 * z.history_new_files * z.history_rows_per_file,
@@ -736,7 +792,6 @@ pub fn history(env: &Env, z: &Sizes) -> R<History> {
         "history: interval trigger {:.2}x, manual rescan {:.2}x, new-file p50 {:.2}x",
         r.trigger_ratio, r.rescan_ratio, r.latency_p50_ratio
     ));
-    drop(c);
     drop(cluster);
     env.clean(&dir);
     Ok(r)
@@ -763,16 +818,16 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
         z.big_file_bytes / 1_000_000
     ));
     let dir = env.fresh("bigfile")?;
-    let (cluster, mut c) = env.cluster(&dir, &BASE_CONF)?;
-    pause(&mut c)?;
+    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
+    let input = cluster.input_dir().to_path_buf();
+    let c = cluster.client();
+    pause(c)?;
     let (staged, rows) = stage(&env.repo, &dir.join("staging"), 1, rows_per_file, 1)?;
     let bytes = staged[0].path.metadata()?.len();
     log(&format!("big file: {bytes} bytes, {rows} rows"));
-    move_in(&staged, &cluster.input)?;
+    move_in(&staged, &input)?;
     sync();
-    let pid = status(&mut c)?
-        .worker_pid
-        .ok_or_else(|| err("no worker pid"))?;
+    let pid = status(c)?.worker_pid.ok_or_else(|| err("no worker pid"))?;
     let (before, _) = proc_memory(pid).ok_or_else(|| {
         err(format!(
             "cannot read /proc/{pid}/status (run as root or as the cluster's user)"
@@ -794,8 +849,8 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
     });
     let names = vec![staged[0].name.clone()];
     let res = worker_vs_copy(
-        &mut c,
-        &cluster.input,
+        c,
+        &input,
         &names,
         rows,
         bytes,
@@ -807,7 +862,7 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
     stop.store(true, Ordering::Relaxed);
     let (anon, hwm, n) = sampler.join().map_err(|_| err("sampler panicked"))?;
     let t = res?;
-    let after = status(&mut c)?.worker_pid;
+    let after = status(c)?.worker_pid;
     if after != Some(pid) {
         return Err(err(format!(
             "the worker restarted during the big file (pid {pid} -> {after:?})"
@@ -830,7 +885,6 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
         r.worker_rss_anon_max_mib,
         r.worker_vm_hwm_mib
     ));
-    drop(c);
     drop(cluster);
     env.clean(&dir);
     Ok(r)

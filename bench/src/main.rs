@@ -1,17 +1,18 @@
-//! The benchmark of ecommerce_ingest. Starts its own private clusters (scripts/cluster.sh),
-//! generates its input with the feeder, measures each figure against its yardstick in the
-//! same run, prints a table and writes results.md, results.json, ratios.svg and latency.svg.
+//! The benchmark of ecommerce_ingest. Starts its own private clusters (the end-to-end harness's
+//! `Cluster`: scripts/cluster.sh), generates its input with the feeder, measures each figure
+//! against its yardstick in the same run, prints a table and writes results.md, results.json,
+//! ratios.svg and latency.svg.
 //!
 //!   ecommerce_bench [--short] [--out DIR] [--only LIST] [--port N]
 //!
 //! The extension must be installed and the feeder built (scripts/bench.sh does both).
 
-mod cluster;
 mod experiments;
 mod report;
 mod util;
 
-use experiments::{Env, Sizes};
+use e2e::repo_root;
+use experiments::{BenchCluster, Env, Sizes};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use util::{err, log, R};
@@ -84,13 +85,6 @@ fn parse_args() -> R<Opts> {
     Ok(o)
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent")
-        .to_path_buf()
-}
-
 /// Rewrites results.md and the charts from a results.json (after a change of presentation).
 fn render(json: &Path, out: Option<&Path>) -> R<()> {
     let mut r: report::Results = serde_json::from_slice(&std::fs::read(json)?)?;
@@ -146,7 +140,7 @@ fn run(o: &Opts) -> R<()> {
         lib_conf: format!("dynamic_library_path = '{}:$libdir'", lib.display()),
         bench_dir,
         repo: repo.clone(),
-        port: cluster::free_port(o.port)?,
+        port: util::free_port(o.port)?,
     };
     let want = |name: &str| o.only.iter().any(|s| s == name);
     log(&format!(
@@ -160,8 +154,8 @@ fn run(o: &Opts) -> R<()> {
     let machine = {
         let dir = env.bench_dir.join("probe");
         let _ = std::fs::remove_dir_all(&dir);
-        let cl = cluster::Cluster::start(&env.repo, &dir, env.port, &[env.lib_conf.as_str()])?;
-        let mut c = cl.connect()?;
+        let mut cl = BenchCluster::start(&dir, env.port, &[env.lib_conf.as_str()], false)?;
+        let c = cl.client();
         let avail: Option<String> = c
             .query_opt(
                 "SELECT default_version FROM pg_available_extensions WHERE name = 'ecommerce_ingest'",
@@ -173,8 +167,7 @@ fn run(o: &Opts) -> R<()> {
                 "the extension is not installed: cd extension && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config",
             ));
         }
-        let m = util::machine(&mut c);
-        drop(c);
+        let m = util::machine(c);
         drop(cl);
         let _ = std::fs::remove_dir_all(&dir);
         m

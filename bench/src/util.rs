@@ -1,5 +1,6 @@
-//! Small helpers: errors, logging, statistics, the feeder, /proc, the machine.
+//! Small helpers: errors, logging, statistics, a free port, the feeder, /proc, the machine.
 
+use e2e::lit;
 use postgres::Client;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -54,9 +55,14 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Quotes a SQL string literal.
-pub fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// The first port from `from` on that nothing listens on.
+pub fn free_port(from: u16) -> R<u16> {
+    for p in from..from.saturating_add(200) {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(err(format!("no free port in {from}..{}", from + 200)))
 }
 
 /// What the feeder says about its run (`--summary-json`).
