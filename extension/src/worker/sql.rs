@@ -32,11 +32,13 @@ VALUES (true, pg_catalog.now(), 'ecommerce_ingest', $1)
 ON CONFLICT (singleton) DO NOTHING";
 
 /// Loads the whole ledger (once per start or extension re-creation).
+/// (EXTRACT gives an exact numeric: date_part's double would round nanoseconds and make a
+/// file look changed.)
 pub const LEDGER_LOAD: &str =
-    "SELECT file_name, status, size, (pg_catalog.date_part('epoch', mtime) * 1e9)::pg_catalog.int8,
+    "SELECT file_name, status, size, (EXTRACT(epoch FROM mtime) * 1e9)::pg_catalog.int8,
         committed_offset, committed_line, chunks, content_hash, device, inode,
-        (pg_catalog.date_part('epoch', ctime) * 1e9)::pg_catalog.int8, prefix_hash,
-        (pg_catalog.date_part('epoch', discovered_at) * 1e6)::pg_catalog.int8
+        (EXTRACT(epoch FROM ctime) * 1e9)::pg_catalog.int8, prefix_hash,
+        (EXTRACT(epoch FROM discovered_at) * 1e6)::pg_catalog.int8
    FROM public.ingest_ledger";
 
 pub const LEDGER_ROW_FOR_UPDATE: &str =
