@@ -1,4 +1,4 @@
--- Tables of the ecommerce_ingest extension. The event table follows ../shared/contract/events.md.
+-- Tables of the ecommerce_ingest extension. The event table follows docs/contract.md.
 -- The extension is installed in schema public (not relocatable): the worker and the functions
 -- name every table as public.<name> and resolve everything else in pg_catalog only.
 

@@ -1,16 +1,18 @@
 //! Ingesting files: the reading thread (`ecommerce_events::pipeline`) parses, validates and
-//! encodes the rows; this side inserts each batch with COPY and commits each chunk together
-//! with its rejects and the ledger row that records the byte offset reached.
+//! encodes the rows; this side runs one transaction per chunk of a file (chunk.rs), or one
+//! transaction for the first chunk of a group of small files, and says how each file's turn
+//! ended.
 
-use super::copy::copy_into_user_events;
-use super::ledger::{self, Entry, Identity, Status, Update};
-use super::sql;
-use super::txn::{subtransaction, transaction, DbError};
+use super::chunk::{chunk_body, preamble, ChunkResult, Opened, THREAD_GONE};
+use super::txn::{transaction, DbError};
 use crate::settings::Settings;
-use ecommerce_events::pipeline::{ChunkEnd, Job, Piece, Pipeline, Rows, Ticket};
-use ecommerce_events::{Candidate, OpenError, RawSource, Resume};
+use ecommerce_events::ledger::{Entry, FileStatus};
+use ecommerce_events::pipeline::{Job, Piece, Pipeline, Ticket};
+use ecommerce_events::{Candidate, OpenError};
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+
+/// SQLSTATE of a lock not obtained within lock_timeout: not any file's fault.
+pub const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// How one file's turn ended.
 #[derive(Debug)]
@@ -21,6 +23,9 @@ pub enum FileOutcome {
         rows: i64,
         rejected: i64,
     },
+    /// Judged without ingesting a row: fails as a whole (no usable header, empty) or changed
+    /// since rows of it were committed. Nothing was written yet: the ledger records it.
+    Refused { status: FileStatus, message: String },
     /// Paused before the next chunk: nothing more was written.
     Paused,
     /// Not ready yet (too young to judge, or a transient read error): try again later.
@@ -37,100 +42,18 @@ pub enum FileOutcome {
     },
 }
 
-#[derive(Default)]
-struct Rejects {
-    line: Vec<i64>,
-    column: Vec<Option<String>>,
-    reason: Vec<String>,
-    raw: Vec<Option<String>>,
+/// A file to ingest: what the folder says about it, what the ledger says, and whether it is
+/// young (modified less than `min_file_age` ago).
+pub struct Member<'a> {
+    pub cand: &'a Candidate,
+    pub before: Option<Entry>,
+    pub young: bool,
 }
 
-impl Rejects {
-    fn len(&self) -> usize {
-        self.line.len()
-    }
-    fn push(&mut self, line: u64, column: Option<&str>, reason: String, raw: Option<String>) {
-        self.line.push(line as i64);
-        self.column.push(column.map(str::to_owned));
-        self.reason.push(reason);
-        self.raw.push(raw);
-    }
-    fn flush(&mut self, client: &mut SpiClient<'_>, file: &str) -> Result<(), pgrx::spi::Error> {
-        if self.line.is_empty() {
-            return Ok(());
-        }
-        client.update(
-            sql::INSERT_REJECTS,
-            None,
-            &[
-                file.into(),
-                std::mem::take(&mut self.line).into(),
-                std::mem::take(&mut self.column).into(),
-                std::mem::take(&mut self.reason).into(),
-                std::mem::take(&mut self.raw).into(),
-            ],
-        )?;
-        Ok(())
-    }
-}
-
-fn raise(e: impl std::fmt::Display) -> ! {
-    error!("{e}")
-}
-
-/// Inserts the rows with one COPY; if the database refuses it for a row's values (a constraint
-/// or trigger), each row is retried alone and only the refused rows become rejects.
-fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> i64 {
-    let n = rows.len();
-    if n == 0 {
-        return 0;
-    }
-    match subtransaction(|| copy_into_user_events(rows.copy.finish())) {
-        Ok(_) => n as i64,
-        Err(e) if e.is_row_level() => {
-            let mut ok = 0;
-            let mut one = Vec::new();
-            for i in 0..n {
-                rows.copy.single(i, &mut one);
-                match subtransaction(|| copy_into_user_events(&one)) {
-                    Ok(_) => ok += 1,
-                    Err(e) if e.is_row_level() => {
-                        let (start, end) = rows.spans[i];
-                        rejects.push(
-                            rows.lines[i],
-                            None,
-                            format!("refused by the database: {e}"),
-                            Some(raw.text(start, end)),
-                        )
-                    }
-                    Err(e) => e.raise(),
-                }
-            }
-            ok
-        }
-        Err(e) => e.raise(),
-    }
-}
-
-struct ChunkResult {
-    update_entry: Entry,
-    rows: i64,
-    rejected: i64,
-    /// Nothing more to read for now (end of file, or a held line).
-    finished_reading: bool,
-}
-
-enum ChunkStep {
-    Paused,
-    Stale,
-    Committed(ChunkResult),
-}
-
-/// What the reading thread said when it opened a file.
-struct Opened {
-    extra: Vec<String>,
-    raw: RawSource,
-}
+/// Most files in one group transaction. Each file's COPY runs in a subtransaction that gets its
+/// own transaction id; PostgreSQL keeps up to 64 of those per backend in shared memory before
+/// other sessions' snapshots have to look them up in pg_subtrans.
+pub const GROUP_MAX_FILES: usize = 32;
 
 fn job(
     st: &Settings,
@@ -154,8 +77,6 @@ fn job(
     }
 }
 
-const THREAD_GONE: &str = "the file-reading thread stopped";
-
 /// The first piece of a job: the file opened, or why not.
 fn first_piece(pipe: &mut Pipeline, t: &mut Ticket) -> Result<Opened, Option<OpenError>> {
     match pipe.next(t) {
@@ -165,46 +86,29 @@ fn first_piece(pipe: &mut Pipeline, t: &mut Ticket) -> Result<Opened, Option<Ope
     }
 }
 
-/// A file that could not be opened: wait (transient, or too young to judge), or record it in
-/// its own transaction as failed (no usable header, an empty file included: the contract
-/// requires the header) or changed (what was committed of it is not there any more).
-fn open_failed(cand: &Candidate, before: Option<&Entry>, young: bool, e: OpenError) -> FileOutcome {
-    let e = match e {
-        OpenError::Io(e) => {
-            return FileOutcome::Wait(Some(format!("cannot read {:?}: {e}", cand.name)))
-        }
-        OpenError::Changed(_) => e,
-        _ if young => return FileOutcome::Wait(None),
-        e => e,
-    };
-    let (status, resume) = match e {
-        // Its committed rows stay, and the ledger keeps saying how far they go.
-        OpenError::Changed(_) => (
-            Status::Changed,
-            before.map(|b| b.resume).unwrap_or_default(),
-        ),
-        _ => (Status::Failed, Resume::default()),
-    };
-    let mut u = Update::status_of(cand, status, resume, Some(e.to_string()));
-    if let Some(b) = before.filter(|_| status == Status::Changed) {
-        // The row stays about the file that was ingested.
-        u.size = b.size;
-        u.mtime_ns = b.mtime_ns;
-        u.identity = b.identity;
-    }
-    match transaction(|| Spi::connect_mut(|c| ledger::write(c, &u)).unwrap_or_else(|e| raise(e))) {
-        Ok(()) => FileOutcome::Progress {
-            entry: Entry::after(&u, before),
-            rows: 0,
-            rejected: 0,
+/// A file that could not be opened: wait (transient, or too young to judge), or refused: as a
+/// whole (no usable header, an empty file included: the contract requires the header) or as
+/// changed (what was committed of it is not there any more).
+fn open_failed(cand: &Candidate, young: bool, e: OpenError) -> FileOutcome {
+    match e {
+        OpenError::Io(e) => FileOutcome::Wait(Some(format!("cannot read {:?}: {e}", cand.name))),
+        OpenError::Changed(_) => FileOutcome::Refused {
+            status: FileStatus::Changed,
+            message: e.to_string(),
         },
-        Err(error) => FileOutcome::DbFailed {
-            error,
-            rows: 0,
-            rejected: 0,
-            entry: None,
+        _ if young => FileOutcome::Wait(None),
+        e => FileOutcome::Refused {
+            status: FileStatus::Failed,
+            message: e.to_string(),
         },
     }
+}
+
+/// How one chunk transaction ended.
+enum ChunkStep {
+    Paused,
+    Stale,
+    Committed(ChunkResult),
 }
 
 /// Ingests `cand` from where the ledger says it stopped (or the start), chunk by chunk, one
@@ -221,7 +125,7 @@ pub fn ingest_file(
     };
     let opened = match first_piece(pipe, &mut t) {
         Ok(o) => o,
-        Err(Some(e)) => return open_failed(cand, before, young, e),
+        Err(Some(e)) => return open_failed(cand, young, e),
         Err(None) => return FileOutcome::Wait(Some(THREAD_GONE.into())),
     };
     let mut entry = before.cloned();
@@ -230,10 +134,10 @@ pub fn ingest_file(
         let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
         let step = transaction(|| {
             Spi::connect_mut(|client| {
-                if preamble(client, st) {
-                    return ChunkStep::Paused;
+                if preamble(client, st)? {
+                    return Ok(ChunkStep::Paused);
                 }
-                match chunk_body(
+                let c = chunk_body(
                     client,
                     st,
                     cand,
@@ -243,11 +147,10 @@ pub fn ingest_file(
                     young,
                     chunk_no,
                     entry.as_ref(),
-                ) {
-                    Some(c) => ChunkStep::Committed(c),
-                    None => ChunkStep::Stale,
-                }
+                )?;
+                Ok(c.map_or(ChunkStep::Stale, ChunkStep::Committed))
             })
+            .unwrap_or_else(|e: super::chunk::ChunkError| e.raise())
         });
         match step {
             Ok(ChunkStep::Committed(c)) => {
@@ -292,19 +195,6 @@ pub fn ingest_file(
     }
 }
 
-/// A file to ingest: what the folder says about it, what the ledger says, and whether it is
-/// young (modified less than `min_file_age` ago).
-pub struct Member<'a> {
-    pub cand: &'a Candidate,
-    pub before: Option<Entry>,
-    pub young: bool,
-}
-
-/// Most files in one group transaction. Each file's COPY runs in a subtransaction that gets its
-/// own transaction id; PostgreSQL keeps up to 64 of those per backend in shared memory before
-/// other sessions' snapshots have to look them up in pg_subtrans.
-pub const GROUP_MAX_FILES: usize = 32;
-
 /// How a group's file came out of the group transaction.
 enum MemberStep {
     /// Could not be opened inside the group: handled on its own afterwards.
@@ -344,8 +234,8 @@ pub fn ingest_group(
     }
     let result = transaction(|| {
         Spi::connect_mut(|client| {
-            if preamble(client, st) {
-                return None;
+            if preamble(client, st)? {
+                return Ok(None);
             }
             let mut steps = Vec::with_capacity(members.len());
             for (m, t) in members.iter().zip(tickets.iter_mut()) {
@@ -354,28 +244,28 @@ pub fn ingest_group(
                     continue;
                 };
                 let chunk_no = m.before.as_ref().map_or(0, |e| e.chunks);
-                steps.push(
-                    match chunk_body(
-                        client,
-                        st,
-                        m.cand,
-                        pipe,
-                        t,
-                        &opened,
-                        m.young,
-                        chunk_no,
-                        m.before.as_ref(),
-                    ) {
-                        Some(c) => MemberStep::Committed(c),
-                        None => {
-                            pipe.cancel(t);
-                            MemberStep::Stale
-                        }
-                    },
-                );
+                let c = chunk_body(
+                    client,
+                    st,
+                    m.cand,
+                    pipe,
+                    t,
+                    &opened,
+                    m.young,
+                    chunk_no,
+                    m.before.as_ref(),
+                )?;
+                steps.push(match c {
+                    Some(c) => MemberStep::Committed(c),
+                    None => {
+                        pipe.cancel(t);
+                        MemberStep::Stale
+                    }
+                });
             }
-            Some(steps)
+            Ok(Some(steps))
         })
+        .unwrap_or_else(|e: super::chunk::ChunkError| e.raise())
     });
     // Whatever was not read (a pause, a rollback) is dropped.
     for t in tickets.iter_mut() {
@@ -404,7 +294,7 @@ pub fn ingest_group(
             .collect(),
         // Waiting for a lock is not any file's fault: trying each file alone would only wait
         // again, once per file.
-        Err(e) if e.sqlstate == "55P03" => members
+        Err(e) if e.sqlstate == LOCK_NOT_AVAILABLE => members
             .iter()
             .map(|m| FileOutcome::DbFailed {
                 error: e.clone(),
@@ -451,182 +341,15 @@ impl FileOutcome {
                 entry: entry.or(Some(first.update_entry)),
             },
             // Nothing more was written: what counts is the committed chunk; the next trigger
-            // sees the pause, the stale ledger or the unreadable file again.
-            FileOutcome::Paused | FileOutcome::Stale | FileOutcome::Wait(_) => {
-                FileOutcome::Progress {
-                    entry: first.update_entry,
-                    rows: first.rows,
-                    rejected: first.rejected,
-                }
-            }
+            // sees the pause, the stale ledger, the unreadable or changed file again.
+            FileOutcome::Paused
+            | FileOutcome::Stale
+            | FileOutcome::Wait(_)
+            | FileOutcome::Refused { .. } => FileOutcome::Progress {
+                entry: first.update_entry,
+                rows: first.rows,
+                rejected: first.rejected,
+            },
         }
     }
-}
-
-/// The start of every ingesting transaction: how long it may wait for a lock, the lock that
-/// orders it with DROP EXTENSION, and the paused flag (true: write nothing).
-fn preamble(client: &mut SpiClient<'_>, st: &Settings) -> bool {
-    // A lock held by another session (LOCK TABLE, a long ALTER TABLE) must not keep the worker
-    // blind: after lock_timeout the chunk rolls back (SQLSTATE 55P03), the worker looks at the
-    // folder again (files_pending, lag) and retries at once (see `handle`).
-    client
-        .update(
-            sql::SET_LOCK_TIMEOUT,
-            None,
-            &[format!("{}ms", st.lock_timeout.as_millis()).into()],
-        )
-        .unwrap_or_else(|e| raise(e));
-    client
-        .update(
-            sql::CHUNK_LOCK,
-            None,
-            &[crate::shared::DROP_LOCK_KEY.into()],
-        )
-        .unwrap_or_else(|e| raise(e));
-    client
-        .select(sql::PAUSED, None, &[])
-        .and_then(|t| t.first().get_one::<bool>())
-        .unwrap_or_else(|e| raise(e))
-        .unwrap_or(false)
-}
-
-/// One chunk of one file, in the current transaction: checks the ledger row, inserts the
-/// thread's batches of rows and rejects up to the chunk's end, and writes the chunk and ledger
-/// rows. `None`: the ledger row is not what the worker's copy says (nothing was written).
-#[allow(clippy::too_many_arguments)]
-fn chunk_body(
-    client: &mut SpiClient<'_>,
-    st: &Settings,
-    cand: &Candidate,
-    pipe: &mut Pipeline,
-    t: &mut Ticket,
-    opened: &Opened,
-    young: bool,
-    chunk_no: i32,
-    before: Option<&Entry>,
-) -> Option<ChunkResult> {
-    let file = cand.name.as_str();
-    // The ledger row, locked: it must say exactly what the worker's copy says, or another
-    // session changed it and resuming from our offset could ingest rows twice.
-    let row = client
-        .update(sql::LEDGER_ROW_FOR_UPDATE, None, &[file.into()])
-        .unwrap_or_else(|e| raise(e));
-    let in_db = if row.is_empty() {
-        None
-    } else {
-        let r = row.first();
-        let id = r
-            .get::<i32>(1)
-            .unwrap_or_else(|e| raise(e))
-            .unwrap_or_default();
-        let offset = r
-            .get::<i64>(2)
-            .unwrap_or_else(|e| raise(e))
-            .unwrap_or_default();
-        Some((id, offset))
-    };
-    if in_db.map(|r| r.1) != before.map(|e| e.resume.byte as i64) {
-        return None;
-    }
-    let file_id = match in_db {
-        Some((id, _)) => id,
-        None => client
-            .update(
-                sql::LEDGER_NEW,
-                None,
-                &[file.into(), (cand.size as i64).into()],
-            )
-            .and_then(|t| t.first().get_one::<i32>())
-            .unwrap_or_else(|e| raise(e))
-            .unwrap_or_else(|| raise("no file_id returned")),
-    };
-    let mut rejects = Rejects::default();
-    let (mut rows, mut n_rejected) = (0i64, 0i64);
-    let end: ChunkEnd = loop {
-        match pipe.next(t) {
-            Ok(Some(Piece::Batch {
-                rows: mut batch,
-                rejects: refused,
-            })) => {
-                batch.copy.set_source_file_id(file_id);
-                rows += flush_rows(&mut batch, &mut rejects, &opened.raw);
-                for r in refused {
-                    rejects.push(r.line, r.column, r.reason, Some(r.raw));
-                }
-                if rejects.len() >= st.batch_rows {
-                    n_rejected += rejects.len() as i64;
-                    rejects.flush(client, file).unwrap_or_else(|e| raise(e));
-                }
-            }
-            Ok(Some(Piece::ChunkEnd(end))) => break end,
-            Ok(Some(Piece::ReadFailed(msg))) => raise(msg),
-            _ => raise(THREAD_GONE),
-        }
-    };
-    n_rejected += rejects.len() as i64;
-    rejects.flush(client, file).unwrap_or_else(|e| raise(e));
-
-    let finished = end.at_eof && !end.held && !young;
-    let resume = end.resume;
-    let status = if finished {
-        Status::Done
-    } else if end.last() {
-        Status::Growing
-    } else {
-        Status::Ingesting
-    };
-    let wrote = rows + n_rejected > 0;
-    if wrote {
-        client
-            .update(
-                sql::INSERT_CHUNK,
-                None,
-                &[
-                    file.into(),
-                    chunk_no.into(),
-                    (end.start.byte as i64).into(),
-                    (resume.byte as i64).into(),
-                    (end.start.line as i64).into(),
-                    (end.last_line as i64).into(),
-                    rows.into(),
-                    n_rejected.into(),
-                ],
-            )
-            .unwrap_or_else(|e| raise(e));
-    }
-    // Column names come from the file: shown capped (64 characters each, 20 names, 768 bytes).
-    let (extra, more) = ecommerce_events::shown::name_list(&opened.extra, 64, 20, 768);
-    let u = Update {
-        name: file,
-        status,
-        size: cand.size.max(resume.byte),
-        mtime_ns: cand.mtime_ns,
-        hash: if finished {
-            end.hash.map(ledger::hash_hex)
-        } else {
-            None
-        },
-        resume,
-        rows_ok: rows,
-        rows_rejected: n_rejected,
-        new_chunks: wrote as i32,
-        extra_columns: (!extra.is_empty()).then(|| extra.clone()),
-        error: (!extra.is_empty()).then(|| {
-            let more = if more > 0 {
-                format!(" … and {more} more")
-            } else {
-                String::new()
-            };
-            format!("unknown columns ignored: {}{more}", extra.join(", "))
-        }),
-        identity: Some(Identity::of(cand)),
-        prefix_hash: Some(end.prefix_hash),
-    };
-    ledger::write(client, &u).unwrap_or_else(|e| raise(e));
-    Some(ChunkResult {
-        update_entry: Entry::after(&u, before),
-        rows,
-        rejected: n_rejected,
-        finished_reading: end.last(),
-    })
 }

@@ -71,7 +71,7 @@ fn pause(d: Duration) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ecommerce_ingest_launcher_main(_arg: pg_sys::Datum) {
-    super::handle_signals();
+    super::entry::handle_signals();
     BackgroundWorker::connect_worker_to_spi(None, None);
     let db = crate::settings::database();
     let mut said_missing = false;

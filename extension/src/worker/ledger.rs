@@ -1,115 +1,43 @@
-//! The file ledger: an in-memory copy of `ingest_ledger` (so a scan costs no SQL per known file)
-//! and the statements that write it, always inside the transaction that commits the rows.
+//! The file ledger's one home: the in-memory copy of `ingest_ledger` (so a scan costs no SQL per
+//! known file) and every statement on it. A chunk's ledger row is written inside the chunk's
+//! own transaction (`write`); everything else (status-only changes, touches, forgetting) in a
+//! transaction of its own here. The copy changes only after a commit.
 
 use super::sql;
+use super::txn::{transaction, DbError};
+use ecommerce_events::ledger::{
+    hash_hex, parse_hex, pg_micros, Entry, FileStatus, Identity, Update, PG_EPOCH_US,
+};
 use ecommerce_events::{Candidate, Resume};
 use pgrx::datum::TimestampWithTimeZone;
-use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ingesting,
-    Growing,
-    Done,
-    Failed,
-    Changed,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ingesting => "ingesting",
-            Status::Growing => "growing",
-            Status::Done => "done",
-            Status::Failed => "failed",
-            Status::Changed => "changed",
-            Status::Error => "error",
-        }
-    }
-    fn parse(s: &str) -> Status {
-        match s {
-            "ingesting" => Status::Ingesting,
-            "growing" => Status::Growing,
-            "done" => Status::Done,
-            "failed" => Status::Failed,
-            "changed" => Status::Changed,
-            _ => Status::Error,
-        }
-    }
-}
-
-/// Which file a ledger row is about, beyond its name: a file replaced under the same name (by
-/// rename, `rsync -t`, `cp -p`) has another inode or ctime even when size and mtime are equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    pub dev: u64,
-    pub inode: u64,
-    /// Status-change time, microseconds since the Unix epoch (the ledger's precision).
-    pub ctime_us: i64,
-}
-
-impl Identity {
-    pub fn of(c: &Candidate) -> Identity {
-        Identity {
-            dev: c.dev,
-            inode: c.inode,
-            ctime_us: c.ctime_ns.div_euclid(1000),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub status: Status,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub resume: Resume,
-    pub chunks: i32,
-    pub hash: Option<String>,
-    /// `None` for rows written by version 0.1.0, which did not record it.
-    pub identity: Option<Identity>,
-    /// XXH3-64 of the bytes before `resume.byte`, checked before resuming.
-    pub prefix_hash: Option<u64>,
-    /// When the ledger first recorded the file (PostgreSQL timestamp).
-    pub discovered_at: pg_sys::TimestampTz,
-}
-
-#[derive(Default)]
-pub struct Ledger {
-    pub files: HashMap<String, Entry>,
-}
-
-/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// Unix nanoseconds to a PostgreSQL timestamptz (microseconds since 2000-01-01).
+/// Unix nanoseconds to a PostgreSQL timestamptz.
 pub fn pg_time(unix_ns: i64) -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(unix_ns.div_euclid(1000) - PG_EPOCH_US)
+    TimestampWithTimeZone::try_from(pg_micros(unix_ns))
         .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0).unwrap())
 }
 
-pub fn hash_hex(h: u64) -> String {
-    format!("{h:016x}")
+fn now() -> pg_sys::TimestampTz {
+    // SAFETY: reads the clock; no PostgreSQL state is touched.
+    unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s, 16).ok()
+/// The worker's copy of the ledger.
+#[derive(Default)]
+pub struct Ledger {
+    files: HashMap<String, Entry>,
 }
 
 impl Ledger {
-    /// Loads the whole ledger (once per start or extension re-creation).
+    /// Loads the whole ledger (once per start, extension re-creation or ingest_retry()).
     pub fn load(client: &SpiClient<'_>) -> Result<Ledger, pgrx::spi::Error> {
         let mut files = HashMap::new();
-        let rows = client.select(sql::LEDGER_LOAD, None, &[])?;
-        for row in rows {
+        for row in client.select(sql::LEDGER_LOAD, None, &[])? {
             let name: String = row.get(1)?.unwrap_or_default();
-            let dev = row.get::<i64>(9)?;
-            let inode = row.get::<i64>(10)?;
-            let ctime_ns = row.get::<i64>(11)?;
-            let identity = match (dev, inode, ctime_ns) {
+            let identity = match (row.get::<i64>(9)?, row.get::<i64>(10)?, row.get::<i64>(11)?) {
                 (Some(dev), Some(inode), Some(ctime_ns)) => Some(Identity {
                     dev: dev as u64,
                     inode: inode as u64,
@@ -117,91 +45,87 @@ impl Ledger {
                 }),
                 _ => None,
             };
-            files.insert(
-                name,
-                Entry {
-                    status: Status::parse(&row.get::<String>(2)?.unwrap_or_default()),
-                    size: row.get::<i64>(3)?.unwrap_or(0) as u64,
-                    mtime_ns: row.get::<i64>(4)?.unwrap_or(0),
-                    resume: Resume {
-                        byte: row.get::<i64>(5)?.unwrap_or(0) as u64,
-                        line: row.get::<i64>(6)?.unwrap_or(1) as u64,
-                    },
-                    chunks: row.get::<i32>(7)?.unwrap_or(0),
-                    hash: row.get::<String>(8)?,
-                    identity,
-                    prefix_hash: row.get::<String>(12)?.as_deref().and_then(parse_hex),
-                    discovered_at: row.get::<i64>(13)?.unwrap_or(0) - PG_EPOCH_US,
+            let entry = Entry {
+                status: FileStatus::parse(&row.get::<String>(2)?.unwrap_or_default()),
+                size: row.get::<i64>(3)?.unwrap_or(0) as u64,
+                mtime_ns: row.get::<i64>(4)?.unwrap_or(0),
+                resume: Resume {
+                    byte: row.get::<i64>(5)?.unwrap_or(0) as u64,
+                    line: row.get::<i64>(6)?.unwrap_or(1) as u64,
                 },
-            );
+                chunks: row.get::<i32>(7)?.unwrap_or(0),
+                hash: row.get::<String>(8)?,
+                identity,
+                prefix_hash: row.get::<String>(12)?.as_deref().and_then(parse_hex),
+                discovered_at: row.get::<i64>(13)?.unwrap_or(PG_EPOCH_US) - PG_EPOCH_US,
+            };
+            files.insert(name, entry);
         }
         Ok(Ledger { files })
     }
-}
 
-/// What one committed step adds to a file's ledger row.
-pub struct Update<'a> {
-    pub name: &'a str,
-    pub status: Status,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub hash: Option<String>,
-    pub resume: Resume,
-    pub rows_ok: i64,
-    pub rows_rejected: i64,
-    pub new_chunks: i32,
-    pub extra_columns: Option<Vec<String>>,
-    pub error: Option<String>,
-    /// The file this row is about (`None`: keep what the row says).
-    pub identity: Option<Identity>,
-    /// Hash of the bytes before `resume.byte` (`None`: keep what the row says).
-    pub prefix_hash: Option<u64>,
-}
-
-impl<'a> Update<'a> {
-    /// A change of a file's status and message that commits no rows.
-    pub fn status_only(
-        name: &'a str,
-        status: Status,
-        size: u64,
-        mtime_ns: i64,
-        resume: Resume,
-        error: Option<String>,
-    ) -> Self {
-        Update {
-            name,
-            status,
-            size,
-            mtime_ns,
-            hash: None,
-            resume,
-            rows_ok: 0,
-            rows_rejected: 0,
-            new_chunks: 0,
-            extra_columns: None,
-            error,
-            identity: None,
-            prefix_hash: None,
-        }
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.files.get(name)
     }
 
-    /// The same, about the file `cand` (records its identity).
-    pub fn status_of(
-        cand: &'a Candidate,
-        status: Status,
-        resume: Resume,
-        error: Option<String>,
-    ) -> Self {
-        Update {
-            identity: Some(Identity::of(cand)),
-            ..Update::status_only(&cand.name, status, cand.size, cand.mtime_ns, resume, error)
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Takes in what a committed chunk transaction wrote (see [`write`]).
+    pub fn committed(&mut self, name: &str, e: Entry) {
+        self.files.insert(name.to_string(), e);
+    }
+
+    /// Writes a change that commits no rows (a status and its message) in its own transaction;
+    /// the copy follows once it is committed.
+    pub fn write_status(&mut self, u: &Update<'_>) -> Result<(), DbError> {
+        transaction(|| Spi::connect_mut(|c| write(c, u)).unwrap_or_else(|e| error!("{e}")))?;
+        let before = self.files.get(u.name);
+        let e = Entry::after(u, before, now());
+        self.files.insert(u.name.to_string(), e);
+        Ok(())
+    }
+
+    /// A done file seen again with the same bytes (touched, copied back): only its size, mtime
+    /// and identity change; what was committed stays as it was.
+    pub fn touch(&mut self, cand: &Candidate) -> Result<(), DbError> {
+        transaction(|| {
+            Spi::run_with_args(
+                sql::LEDGER_TOUCH,
+                &[
+                    cand.name.as_str().into(),
+                    (cand.size as i64).into(),
+                    pg_time(cand.mtime_ns).into(),
+                    (cand.dev as i64).into(),
+                    (cand.inode as i64).into(),
+                    pg_time(cand.ctime_ns).into(),
+                ],
+            )
+            .unwrap_or_else(|e| error!("{e}"))
+        })?;
+        if let Some(e) = self.files.get_mut(&cand.name) {
+            e.size = cand.size;
+            e.mtime_ns = cand.mtime_ns;
+            e.identity = Some(Identity::of(cand));
         }
+        Ok(())
+    }
+
+    /// A file that was never read (only a transient error was recorded) and is gone: forget it.
+    pub fn forget_unread(&mut self, name: &str) -> Result<(), DbError> {
+        transaction(|| {
+            Spi::run_with_args(sql::LEDGER_FORGET_UNREAD, &[name.into()])
+                .unwrap_or_else(|e| error!("{e}"))
+        })?;
+        self.files.remove(name);
+        Ok(())
     }
 }
 
-/// Writes (insert or update) a file's ledger row inside the current transaction.
+/// Writes (insert or update) a file's ledger row inside the current transaction: the chunk's
+/// own, so that the row commits with the rows it counts.
 pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi::Error> {
-    let finished = matches!(u.status, Status::Done | Status::Failed);
     client.update(
         sql::LEDGER_UPSERT,
         None,
@@ -218,7 +142,7 @@ pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi
             u.new_chunks.into(),
             u.extra_columns.clone().into(),
             u.error.clone().into(),
-            finished.into(),
+            u.status.is_final().into(),
             u.identity.map(|i| i.dev as i64).into(),
             u.identity.map(|i| i.inode as i64).into(),
             u.identity
@@ -230,25 +154,7 @@ pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi
     Ok(())
 }
 
-impl Entry {
-    pub fn after(u: &Update<'_>, before: Option<&Entry>) -> Entry {
-        Entry {
-            status: u.status,
-            size: u.size,
-            mtime_ns: u.mtime_ns,
-            resume: u.resume,
-            chunks: before.map_or(0, |b| b.chunks) + u.new_chunks,
-            hash: u
-                .hash
-                .clone()
-                .or_else(|| before.and_then(|b| b.hash.clone())),
-            identity: u.identity.or_else(|| before.and_then(|b| b.identity)),
-            prefix_hash: u.prefix_hash.or_else(|| before.and_then(|b| b.prefix_hash)),
-            discovered_at: before.map_or_else(
-                // SAFETY: reads the clock; no PostgreSQL state is touched.
-                || unsafe { pg_sys::GetCurrentTimestamp() },
-                |b| b.discovered_at,
-            ),
-        }
-    }
+/// The ledger entry a chunk transaction's update gives, once committed.
+pub fn after(u: &Update<'_>, before: Option<&Entry>) -> Entry {
+    Entry::after(u, before, now())
 }

@@ -1,0 +1,303 @@
+//! One chunk of one file inside a transaction: the preamble every ingesting transaction starts
+//! with, the rows inserted with COPY (row-level refusals become rejects), the rejects, the chunk
+//! row and the ledger row. Errors come back as [`ChunkError`] and are raised once, at the
+//! transaction's boundary, with their SQLSTATE kept.
+
+use super::copy::copy_into_user_events;
+use super::ledger;
+use super::sql;
+use super::txn::{subtransaction, DbError};
+use crate::settings::Settings;
+use ecommerce_events::ledger::{Entry, FileStatus, Identity, Update};
+use ecommerce_events::pipeline::{ChunkEnd, Piece, Pipeline, Rows, Ticket};
+use ecommerce_events::{Candidate, RawSource};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::fmt;
+
+pub const THREAD_GONE: &str = "the file-reading thread stopped";
+
+/// Why a chunk transaction cannot commit.
+#[derive(Debug)]
+pub enum ChunkError {
+    Spi(pgrx::spi::Error),
+    /// An ERROR caught in a subtransaction (COPY) that is not the row's fault.
+    Db(DbError),
+    /// The file could not be read further.
+    Read(String),
+    ThreadGone,
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChunkError::Spi(e) => e.fmt(f),
+            ChunkError::Db(e) => e.fmt(f),
+            ChunkError::Read(m) => f.write_str(m),
+            ChunkError::ThreadGone => f.write_str(THREAD_GONE),
+        }
+    }
+}
+
+impl From<pgrx::spi::Error> for ChunkError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        ChunkError::Spi(e)
+    }
+}
+
+impl ChunkError {
+    /// Raises the error as a PostgreSQL ERROR (the transaction aborts); a database error keeps
+    /// its SQLSTATE (e.g. 55P03 for a lock not obtained in time).
+    pub fn raise(self) -> ! {
+        match self {
+            ChunkError::Db(e) => e.raise(),
+            other => error!("{other}"),
+        }
+    }
+}
+
+/// Rejected rows waiting to be inserted, column by column (one INSERT … SELECT FROM unnest).
+#[derive(Default)]
+struct Rejects {
+    line: Vec<i64>,
+    column: Vec<Option<String>>,
+    reason: Vec<String>,
+    raw: Vec<Option<String>>,
+}
+
+impl Rejects {
+    fn len(&self) -> usize {
+        self.line.len()
+    }
+    fn push(&mut self, line: u64, column: Option<&str>, reason: String, raw: Option<String>) {
+        self.line.push(line as i64);
+        self.column.push(column.map(str::to_owned));
+        self.reason.push(reason);
+        self.raw.push(raw);
+    }
+    fn flush(&mut self, client: &mut SpiClient<'_>, file: &str) -> Result<(), ChunkError> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        client.update(
+            sql::INSERT_REJECTS,
+            None,
+            &[
+                file.into(),
+                std::mem::take(&mut self.line).into(),
+                std::mem::take(&mut self.column).into(),
+                std::mem::take(&mut self.reason).into(),
+                std::mem::take(&mut self.raw).into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Inserts the rows with one COPY; if the database refuses it for a row's values (a constraint
+/// or trigger), each row is retried alone and only the refused rows become rejects.
+fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> Result<i64, ChunkError> {
+    let n = rows.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    match subtransaction(|| copy_into_user_events(rows.copy.finish())) {
+        Ok(_) => Ok(n as i64),
+        Err(e) if e.is_row_level() => {
+            let mut ok = 0;
+            let mut one = Vec::new();
+            for i in 0..n {
+                rows.copy.single(i, &mut one);
+                match subtransaction(|| copy_into_user_events(&one)) {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.is_row_level() => {
+                        let (start, end) = rows.spans[i];
+                        rejects.push(
+                            rows.lines[i],
+                            None,
+                            format!("refused by the database: {e}"),
+                            Some(raw.text(start, end)),
+                        )
+                    }
+                    Err(e) => return Err(ChunkError::Db(e)),
+                }
+            }
+            Ok(ok)
+        }
+        Err(e) => Err(ChunkError::Db(e)),
+    }
+}
+
+/// A chunk committed: the file's ledger entry after it, and what it counted.
+pub struct ChunkResult {
+    pub update_entry: Entry,
+    pub rows: i64,
+    pub rejected: i64,
+    /// Nothing more to read for now (end of file, or a held line).
+    pub finished_reading: bool,
+}
+
+/// What the reading thread said when it opened a file.
+pub struct Opened {
+    pub extra: Vec<String>,
+    pub raw: RawSource,
+}
+
+/// The start of every ingesting transaction: how long it may wait for a lock, the lock that
+/// orders it with DROP EXTENSION, and the paused flag (true: write nothing).
+pub fn preamble(client: &mut SpiClient<'_>, st: &Settings) -> Result<bool, ChunkError> {
+    // A lock held by another session (LOCK TABLE, a long ALTER TABLE) must not keep the worker
+    // blind: after lock_timeout the chunk rolls back (SQLSTATE 55P03), the worker looks at the
+    // folder again (files_pending, lag) and retries at once (see outcome.rs).
+    client.update(
+        sql::SET_LOCK_TIMEOUT,
+        None,
+        &[format!("{}ms", st.lock_timeout.as_millis()).into()],
+    )?;
+    client.update(
+        sql::CHUNK_LOCK,
+        None,
+        &[crate::shared::DROP_LOCK_KEY.into()],
+    )?;
+    Ok(client
+        .select(sql::PAUSED, None, &[])?
+        .first()
+        .get_one::<bool>()?
+        .unwrap_or(false))
+}
+
+/// The ledger row's id and committed offset in the database, locked for this transaction.
+fn ledger_row(client: &mut SpiClient<'_>, file: &str) -> Result<Option<(i32, i64)>, ChunkError> {
+    let row = client.update(sql::LEDGER_ROW_FOR_UPDATE, None, &[file.into()])?;
+    if row.is_empty() {
+        return Ok(None);
+    }
+    let r = row.first();
+    Ok(Some((
+        r.get::<i32>(1)?.unwrap_or_default(),
+        r.get::<i64>(2)?.unwrap_or_default(),
+    )))
+}
+
+/// One chunk of one file, in the current transaction: checks the ledger row, inserts the
+/// thread's batches of rows and rejects up to the chunk's end, and writes the chunk and ledger
+/// rows. `Ok(None)`: the ledger row is not what the worker's copy says (nothing was written).
+#[allow(clippy::too_many_arguments)]
+pub fn chunk_body(
+    client: &mut SpiClient<'_>,
+    st: &Settings,
+    cand: &Candidate,
+    pipe: &mut Pipeline,
+    t: &mut Ticket,
+    opened: &Opened,
+    young: bool,
+    chunk_no: i32,
+    before: Option<&Entry>,
+) -> Result<Option<ChunkResult>, ChunkError> {
+    let file = cand.name.as_str();
+    // The ledger row, locked: it must say exactly what the worker's copy says, or another
+    // session changed it and resuming from our offset could ingest rows twice.
+    let in_db = ledger_row(client, file)?;
+    if in_db.map(|r| r.1) != before.map(|e| e.resume.byte as i64) {
+        return Ok(None);
+    }
+    let file_id = match in_db {
+        Some((id, _)) => id,
+        None => client
+            .update(
+                sql::LEDGER_NEW,
+                None,
+                &[file.into(), (cand.size as i64).into()],
+            )?
+            .first()
+            .get_one::<i32>()?
+            .ok_or_else(|| ChunkError::Read("no file_id returned".into()))?,
+    };
+    let mut rejects = Rejects::default();
+    let (mut rows, mut n_rejected) = (0i64, 0i64);
+    let end: ChunkEnd = loop {
+        match pipe.next(t) {
+            Ok(Some(Piece::Batch {
+                rows: mut batch,
+                rejects: refused,
+            })) => {
+                batch.copy.set_source_file_id(file_id);
+                rows += flush_rows(&mut batch, &mut rejects, &opened.raw)?;
+                for r in refused {
+                    rejects.push(r.line, r.column, r.reason, Some(r.raw));
+                }
+                if rejects.len() >= st.batch_rows {
+                    n_rejected += rejects.len() as i64;
+                    rejects.flush(client, file)?;
+                }
+            }
+            Ok(Some(Piece::ChunkEnd(end))) => break end,
+            Ok(Some(Piece::ReadFailed(msg))) => return Err(ChunkError::Read(msg)),
+            _ => return Err(ChunkError::ThreadGone),
+        }
+    };
+    n_rejected += rejects.len() as i64;
+    rejects.flush(client, file)?;
+
+    let finished = end.at_eof && !end.held && !young;
+    let resume = end.resume;
+    let status = if finished {
+        FileStatus::Done
+    } else if end.last() {
+        FileStatus::Growing
+    } else {
+        FileStatus::Ingesting
+    };
+    let wrote = rows + n_rejected > 0;
+    if wrote {
+        client.update(
+            sql::INSERT_CHUNK,
+            None,
+            &[
+                file.into(),
+                chunk_no.into(),
+                (end.start.byte as i64).into(),
+                (resume.byte as i64).into(),
+                (end.start.line as i64).into(),
+                (end.last_line as i64).into(),
+                rows.into(),
+                n_rejected.into(),
+            ],
+        )?;
+    }
+    // Column names come from the file: shown capped (64 characters each, 20 names, 768 bytes).
+    let (extra, more) = ecommerce_events::shown::name_list(&opened.extra, 64, 20, 768);
+    let u = Update {
+        name: file,
+        status,
+        size: cand.size.max(resume.byte),
+        mtime_ns: cand.mtime_ns,
+        hash: if finished {
+            end.hash.map(ecommerce_events::ledger::hash_hex)
+        } else {
+            None
+        },
+        resume,
+        rows_ok: rows,
+        rows_rejected: n_rejected,
+        new_chunks: wrote as i32,
+        extra_columns: (!extra.is_empty()).then(|| extra.clone()),
+        error: (!extra.is_empty()).then(|| {
+            let more = if more > 0 {
+                format!(" … and {more} more")
+            } else {
+                String::new()
+            };
+            format!("unknown columns ignored: {}{more}", extra.join(", "))
+        }),
+        identity: Some(Identity::of(cand)),
+        prefix_hash: Some(end.prefix_hash),
+    };
+    ledger::write(client, &u)?;
+    Ok(Some(ChunkResult {
+        update_entry: ledger::after(&u, before),
+        rows,
+        rejected: n_rejected,
+        finished_reading: end.last(),
+    }))
+}

@@ -1,0 +1,130 @@
+//! The ingestion worker's process: its entry point, signals, exit hook, and the loop that waits
+//! for a notification, `ingest_trigger()` or the trigger interval, then runs a trigger.
+
+use super::session;
+use super::state::{Next, Reason, Worker};
+use crate::settings::Settings;
+use crate::shared::{WorkerState, STATUS};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use std::time::Instant;
+
+unsafe extern "C-unwind" fn on_sighup(sig: i32) {
+    // SAFETY: PostgreSQL's own handler: sets ConfigReloadPending and the latch.
+    unsafe { pg_sys::SignalHandlerForConfigReload(sig) }
+}
+
+unsafe extern "C-unwind" fn on_sigterm(sig: i32) {
+    // SAFETY: PostgreSQL's own handler: sets the interrupt flags and the latch.
+    unsafe { pg_sys::die(sig) }
+}
+
+/// SIGHUP: reload flag and latch (the main loop reloads). SIGTERM: PostgreSQL's own handler, so
+/// a wait on a lock is interrupted at shutdown. Then the process's signals are unblocked. Used
+/// by the launcher too.
+pub fn handle_signals() {
+    // SAFETY: called once at the start of a background worker, on its only thread, before
+    // signals are unblocked; the handlers only call PostgreSQL's async-signal-safe handlers.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(on_sighup));
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+/// Clears the worker's entry in shared memory when the process exits, however it exits.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+    let mut s = STATUS.exclusive();
+    s.pid = 0;
+    s.latch = 0;
+    s.state = WorkerState::Stopped;
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
+    handle_signals();
+    let db = crate::settings::database();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    // SAFETY: registered once, on the worker's thread; on_exit only touches shared memory.
+    unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
+    {
+        let mut s = STATUS.exclusive();
+        // SAFETY: MyProcPid and MyLatch are set for this process before its main function runs;
+        // the latch lives in shared memory as long as the process does (on_exit clears it).
+        s.pid = unsafe { pg_sys::MyProcPid };
+        s.latch = unsafe { pg_sys::MyLatch } as usize;
+        s.state = WorkerState::Running;
+    }
+    if let Err(e) = session::pin() {
+        error!("ecommerce_ingest: cannot pin the worker's session settings: {e}");
+    }
+    log!("ecommerce_ingest worker started (database {db:?})");
+    let mut w = Worker::default();
+    let mut reason = Reason::Start;
+    loop {
+        // pgrx's SIGHUP handling does not reload the configuration: do it here.
+        // SAFETY: the flag is set by the signal handler and read on the worker's own thread.
+        unsafe {
+            if pg_sys::ConfigReloadPending != 0 {
+                pg_sys::ConfigReloadPending = 0;
+                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            }
+        }
+        let st = Settings::read();
+        let next = w.trigger(&st, reason);
+        reason = w.wait(&st, &next);
+    }
+}
+
+impl Worker {
+    /// Waits for the next reason to run a trigger: at once for a backlog; otherwise the latch
+    /// (ingest_trigger(), a signal), a notification from the watcher's pipe, `next.wake_in` or
+    /// the trigger interval, whichever comes first.
+    fn wait(&mut self, st: &Settings, next: &Next) -> Reason {
+        if next.backlog {
+            pg_sys::check_for_interrupts!();
+            if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
+                return Reason::Manual;
+            }
+            return Reason::Backlog;
+        }
+        let timeout = next
+            .wake_in
+            .map_or(st.trigger_interval, |w| w.min(st.trigger_interval));
+        let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+        let fd = match &self.watcher {
+            Some(w) => {
+                events |= pg_sys::WL_SOCKET_READABLE;
+                w.fd()
+            }
+            None => pg_sys::PGINVALID_SOCKET,
+        };
+        let started = Instant::now();
+        // SAFETY: waits on this process's own latch and the watcher's pipe, which stays open
+        // while `self.watcher` holds it; interrupts are checked after the wait.
+        let rc = unsafe {
+            let rc = pg_sys::WaitLatchOrSocket(
+                pg_sys::MyLatch,
+                events as i32,
+                fd,
+                timeout.as_millis().max(1) as std::ffi::c_long,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            pg_sys::check_for_interrupts!();
+            rc
+        };
+        let notified = self.watcher.as_ref().is_some_and(|w| w.drain());
+        if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
+            Reason::Manual
+        } else if notified {
+            Reason::Notify
+        } else if rc & pg_sys::WL_TIMEOUT as i32 != 0 || started.elapsed() >= timeout {
+            Reason::Interval
+        } else {
+            Reason::Wakeup
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Looking at the input folder: the watcher, and the full or notified listing.
+
+use super::say::Topic;
+use super::state::{Scanned, Worker};
+use super::watch;
+use crate::settings::Settings;
+use ecommerce_events::{
+    classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
+};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// How often a folder whose mtime changed is rescanned in full although notifications work.
+const SAFETY_RESCAN_EVERY: Duration = Duration::from_secs(60);
+
+impl Worker {
+    fn ensure_watcher(&mut self, dir: &std::path::Path) {
+        if self.watcher.as_ref().is_some_and(|w| w.dir == dir) {
+            return;
+        }
+        self.watcher = None;
+        match watch::Watcher::new(dir) {
+            Ok(w) => {
+                self.watcher = Some(w);
+                self.settled(Topic::Watch);
+            }
+            Err(e) => self.say(
+                Topic::Watch,
+                format!(
+                    "no file-system notifications for {}: {e}; polling every trigger_interval",
+                    dir.display()
+                ),
+                false,
+            ),
+        }
+    }
+
+    /// The files to consider in this trigger, oldest first. A full scan lists and stats the whole
+    /// folder; otherwise only the names notifications reported and the files still in progress
+    /// are looked at, so a trigger's cost does not grow with the files ingested before.
+    pub fn look(
+        &mut self,
+        st: &Settings,
+        pattern: &FilePattern,
+        mut full: bool,
+    ) -> std::io::Result<Vec<Candidate>> {
+        let dir = &st.input_dir;
+        let dir_mtime = dir_mtime_ns(dir)?;
+        self.ensure_watcher(dir);
+        let inbox = self.watcher.as_ref().map(|w| w.take_inbox());
+        // With a healthy watcher the notified names are enough; a changed folder mtime only
+        // asks for a safety rescan, at most once a minute (notifications can miss changes made
+        // by other hosts on network file systems).
+        full |= match (&inbox, &self.scanned) {
+            (None, _) | (_, None) => true,
+            (Some(i), Some(sc)) => {
+                i.rescan
+                    || sc.dir != *dir
+                    || sc.pattern != st.file_pattern
+                    || (sc.mtime != dir_mtime && sc.at.elapsed() >= SAFETY_RESCAN_EVERY)
+            }
+        };
+        if full {
+            let listing = list_dir(dir, pattern)?;
+            for sk in &listing.skipped {
+                self.refused_once(&sk.name, &sk.reason);
+            }
+            let present: HashSet<&str> = listing.files.iter().map(|c| c.name.as_str()).collect();
+            let gone: Vec<String> = self
+                .active
+                .iter()
+                .filter(|n| !present.contains(n.as_str()))
+                .cloned()
+                .collect();
+            self.vanished(&gone);
+            self.scanned = Some(Scanned {
+                dir: dir.clone(),
+                pattern: st.file_pattern.clone(),
+                mtime: dir_mtime,
+                at: Instant::now(),
+            });
+            return Ok(listing.files);
+        }
+        let mut names: HashSet<String> = inbox.map(|i| i.names).unwrap_or_default();
+        names.extend(self.active.iter().cloned());
+        names.extend(self.action_retry.iter().cloned());
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            match classify(dir, &name, pattern) {
+                EntryKind::File(c) => files.push(c),
+                EntryKind::Refused(sk) => self.refused_once(&sk.name, &sk.reason),
+                EntryKind::Ignored => {
+                    if self.active.contains(&name) {
+                        self.vanished(std::slice::from_ref(&name));
+                    }
+                }
+            }
+        }
+        sort_oldest_first(&mut files);
+        Ok(files)
+    }
+}

@@ -1,0 +1,250 @@
+//! A trigger, top-down: probe the extension (exists, at this version, paused?) and the
+//! tablespaces, check the folders, list the input folder, plan, ingest, record.
+
+use super::folders::check_folders;
+use super::ledger::Ledger;
+use super::say::Topic;
+use super::sql;
+use super::state::{pg_now, set_state, set_state_because, Actions, Next, Reason, Worker};
+use super::txn::transaction;
+use crate::settings::Settings;
+use crate::shared::{WorkerState, STATUS};
+use ecommerce_events::FilePattern;
+use pgrx::prelude::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What the probe at the start of a trigger found.
+struct Probe {
+    paused: bool,
+    /// The ledger was (re)loaded: a full scan follows.
+    loaded_now: bool,
+    /// Tablespaces' names and folders (never read from).
+    tablespaces: Vec<(String, PathBuf)>,
+}
+
+/// The probe's transaction's result.
+enum ProbeRow {
+    Missing,
+    OtherVersion(String),
+    Found {
+        oid: i64,
+        paused: bool,
+        tablespaces: Vec<(String, PathBuf)>,
+        ledger: Option<Ledger>,
+    },
+}
+
+impl Worker {
+    /// One trigger: check the extension and the paused flag, check the folders, list the input
+    /// folder, plan, ingest, record.
+    pub fn trigger(&mut self, st: &Settings, reason: Reason) -> Next {
+        let idle = Next::IDLE;
+        let started = Instant::now();
+        let started_at = pg_now();
+        let Probe {
+            mut paused,
+            loaded_now,
+            tablespaces,
+        } = match self.probe() {
+            Ok(p) => p,
+            Err(next) => return next,
+        };
+        if let Err(e) = check_folders(st, &tablespaces) {
+            // Nothing is read, moved or deleted until the settings are fixed.
+            self.watcher = None;
+            self.scanned = None;
+            let msg = e.to_string();
+            self.say(Topic::Folders, msg.clone(), true);
+            set_state_because(WorkerState::Error, &msg);
+            let mut s = STATUS.exclusive();
+            s.pending_files = 0;
+            s.last_trigger_at = started_at;
+            return idle;
+        }
+        self.settled(Topic::Folders);
+        let pattern = match FilePattern::new(&st.file_pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("ecommerce_ingest.file_pattern: {e}");
+                self.say(Topic::Pattern, msg.clone(), true);
+                set_state_because(WorkerState::Error, &msg);
+                return idle;
+            }
+        };
+        self.settled(Topic::Pattern);
+        // A changed processed action applies to the files already done: look at all of them.
+        let actions = Actions::of(st);
+        let actions_changed = self.actions.as_ref() != Some(&actions);
+        self.actions = Some(actions);
+        let full =
+            matches!(reason, Reason::Start | Reason::Manual) || loaded_now || actions_changed;
+        let candidates = match self.look(st, &pattern, full) {
+            Ok(c) => c,
+            Err(e) => {
+                self.watcher = None;
+                self.scanned = None;
+                let msg = format!("input folder {}: {e}", st.input_dir.display());
+                self.say(Topic::Dir, msg.clone(), true);
+                set_state_because(WorkerState::Error, &msg);
+                let mut s = STATUS.exclusive();
+                s.pending_files = 0;
+                s.last_trigger_at = started_at;
+                return idle;
+            }
+        };
+        self.settled(Topic::Dir);
+        if loaded_now && !paused {
+            paused = self.pause_if_recreated(st, &candidates);
+        }
+
+        let mut wake_in: Option<Duration> = None;
+        let mut todo = if paused {
+            Vec::new()
+        } else {
+            self.plan(st, &candidates, &mut wake_in)
+        };
+        let backlog = todo.len() > st.max_files_per_trigger;
+        todo.truncate(st.max_files_per_trigger);
+        // What waits is known now: if the ingest below blocks (a lock), the status still tells.
+        self.publish_pending(&candidates);
+        let tally = match self.ingest(st, &todo, &mut wake_in) {
+            Ok(t) => t,
+            Err(reload) => return reload,
+        };
+        self.retry_backed_off_at(&mut wake_in);
+        self.record(&candidates, tally, started, started_at, reason);
+        self.remember_installation(st);
+        Next { backlog, wake_in }
+    }
+
+    /// Checks that the extension exists at this library's version, reads the paused flag and
+    /// the tablespaces, and (re)loads the ledger when it is new or changed. `Err`: what to do
+    /// instead of a trigger.
+    fn probe(&mut self) -> Result<Probe, Next> {
+        let generation = STATUS.share().ledger_generation;
+        let stale_key = if self.ledger.is_none() {
+            (-1, u64::MAX)
+        } else {
+            self.ledger_key
+        };
+        let probe = transaction(|| {
+            Spi::connect_mut(|c| {
+                c.update(
+                    sql::CHUNK_LOCK,
+                    None,
+                    &[crate::shared::DROP_LOCK_KEY.into()],
+                )?;
+                let ext = c.select(sql::EXTENSION, None, &[])?;
+                if ext.is_empty() {
+                    return Ok(ProbeRow::Missing);
+                }
+                let row = ext.first();
+                let oid = row.get::<i64>(1)?.unwrap_or_default();
+                let version = row.get::<String>(2)?.unwrap_or_default();
+                if version != env!("CARGO_PKG_VERSION") {
+                    return Ok(ProbeRow::OtherVersion(version));
+                }
+                let paused = c
+                    .select(sql::PAUSED, None, &[])?
+                    .first()
+                    .get_one::<bool>()?
+                    .unwrap_or(false);
+                let mut tablespaces = Vec::new();
+                for r in c.select(sql::TABLESPACES, None, &[])? {
+                    let name = r.get::<String>(1)?.unwrap_or_default();
+                    let location = r.get::<String>(2)?.unwrap_or_default();
+                    if !location.is_empty() {
+                        tablespaces.push((name, PathBuf::from(location)));
+                    }
+                }
+                let ledger = if stale_key != (oid, generation) {
+                    Some(Ledger::load(c)?)
+                } else {
+                    None
+                };
+                Ok::<_, pgrx::spi::Error>(ProbeRow::Found {
+                    oid,
+                    paused,
+                    tablespaces,
+                    ledger,
+                })
+            })
+            .unwrap_or_else(|e| error!("{e}"))
+        });
+        let (oid, paused, tablespaces, loaded) = match probe {
+            Err(e) => {
+                self.say(
+                    Topic::Control,
+                    format!("cannot read the extension's tables: {e}"),
+                    true,
+                );
+                return Err(Next::IDLE);
+            }
+            Ok(ProbeRow::Missing) => {
+                self.ledger = None;
+                self.scanned = None;
+                self.watcher = None;
+                set_state(WorkerState::WaitingForExtension);
+                let db = crate::settings::database();
+                self.say(
+                    Topic::Control,
+                    format!("waiting for CREATE EXTENSION ecommerce_ingest in database {db:?}"),
+                    false,
+                );
+                // CREATE EXTENSION wakes us at once; this is only a fallback.
+                return Err(Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_secs(5)),
+                });
+            }
+            Ok(ProbeRow::OtherVersion(v)) => {
+                // The library was upgraded but not the SQL objects (or the reverse): the
+                // tables may lack what this library writes. Wait for ALTER EXTENSION.
+                self.ledger = None;
+                self.scanned = None;
+                self.watcher = None;
+                let msg = format!(
+                    "the extension's SQL objects are version {v} but the loaded library is {}: run ALTER EXTENSION ecommerce_ingest UPDATE in database {:?} (nothing is ingested until then)",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::settings::database()
+                );
+                self.say(Topic::Version, msg.clone(), false);
+                set_state_because(WorkerState::WaitingForUpdate, &msg);
+                return Err(Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_secs(5)),
+                });
+            }
+            Ok(ProbeRow::Found {
+                oid,
+                paused,
+                tablespaces,
+                ledger,
+            }) => (oid, paused, tablespaces, ledger),
+        };
+        self.settled(Topic::Control);
+        self.settled(Topic::Version);
+        self.extension_oid = Some(oid as u32);
+        let loaded_now = loaded.is_some();
+        if let Some(l) = loaded {
+            self.ledger = Some(l);
+            self.ledger_key = (oid, generation);
+            self.changed_seen.clear();
+        }
+        // Paused: still look at the folder, so files_pending and the lag stay true, but ingest
+        // nothing (and apply no processed action).
+        if paused {
+            set_state(WorkerState::Paused);
+        } else if let Some(p) = self.action_problem.clone() {
+            set_state_because(WorkerState::Degraded, &p.message);
+        } else {
+            set_state(WorkerState::Running);
+        }
+        Ok(Probe {
+            paused,
+            loaded_now,
+            tablespaces,
+        })
+    }
+}
