@@ -105,11 +105,46 @@ impl ChunkEnd {
 /// Most characters of a [`Piece::ReadFailed`] text.
 pub const READ_FAILED_MAX: usize = 1024;
 
-/// The text of [`Piece::ReadFailed`]: what was being done, on which file, and the error, capped
-/// (an error's text is not ours to bound).
-fn read_failed(doing: &str, path: &Path, e: &std::io::Error) -> String {
-    let path = excerpt(&path.display().to_string(), 300);
-    excerpt(&format!("{doing} {path}: {e}"), READ_FAILED_MAX)
+/// What the thread was doing when a read failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStep {
+    Reading,
+    /// Hashing the bytes before a chunk's end (its `prefix_hash`).
+    Hashing,
+}
+
+/// Why the thread stopped reading a file in the middle (its text is [`Piece::ReadFailed`]).
+#[derive(Debug)]
+pub struct ReadError {
+    pub step: ReadStep,
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl std::fmt::Display for ReadError {
+    /// What was being done, on which file, and the error, capped (an error's text is not ours
+    /// to bound).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let doing = match self.step {
+            ReadStep::Reading => "reading",
+            ReadStep::Hashing => "hashing the committed bytes of",
+        };
+        let path = excerpt(&self.path.display().to_string(), 300);
+        f.write_str(&excerpt(
+            &format!("{doing} {path}: {}", self.error),
+            READ_FAILED_MAX,
+        ))
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+fn read_failed(step: ReadStep, path: &Path, error: std::io::Error) -> ReadError {
+    ReadError {
+        step,
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 /// What the thread produces for a job, in this order: `Opened` (or `OpenFailed`), then for
@@ -306,7 +341,7 @@ fn run(
             Ok(Some(end)) => end,
             Ok(None) => return,
             Err(e) => {
-                send(Piece::ReadFailed(e));
+                send(Piece::ReadFailed(e.to_string()));
                 return;
             }
         };
@@ -321,7 +356,7 @@ fn chunk(
     reader: &mut EventReader,
     job: &Job,
     send: &mut dyn FnMut(Piece) -> bool,
-) -> Result<Option<ChunkEnd>, String> {
+) -> Result<Option<ChunkEnd>, ReadError> {
     let start = reader.position();
     let mut rows = Rows::with_capacity(0, 0);
     let mut rejects: Vec<Reject> = Vec::new();
@@ -332,7 +367,7 @@ fn chunk(
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break,
-            Err(e) => return Err(read_failed("reading", &job.path, &e)),
+            Err(e) => return Err(read_failed(ReadStep::Reading, &job.path, e)),
         };
         if !rec.terminated && job.young {
             // The producer may still be writing this line: not data yet.
@@ -379,7 +414,7 @@ fn chunk(
     let resume = held.unwrap_or_else(|| reader.position());
     let prefix_hash = reader
         .prefix_hash(resume.byte)
-        .map_err(|e| read_failed("hashing the committed bytes of", &job.path, &e))?;
+        .map_err(|e| read_failed(ReadStep::Hashing, &job.path, e))?;
     Ok(Some(ChunkEnd {
         start,
         resume,
@@ -852,13 +887,18 @@ mod tests {
     #[test]
     fn read_failures_are_capped() {
         let long = PathBuf::from(format!("/{}", "d".repeat(5000)));
-        let e = std::io::Error::other("x".repeat(5000));
-        let msg = read_failed("reading", &long, &e);
+        let e = || std::io::Error::other("x".repeat(5000));
+        let msg = read_failed(ReadStep::Reading, &long, e()).to_string();
         assert!(msg.chars().count() <= READ_FAILED_MAX, "{}", msg.len());
         assert!(msg.starts_with("reading /ddd"), "{msg}");
         assert!(msg.ends_with('…'));
-        let short = read_failed("reading", Path::new("/in/a.csv"), &e);
+        let short = read_failed(ReadStep::Reading, Path::new("/in/a.csv"), e()).to_string();
         assert!(short.starts_with("reading /in/a.csv: xxx"), "{short}");
+        let hashing = read_failed(ReadStep::Hashing, Path::new("/in/a.csv"), e()).to_string();
+        assert!(
+            hashing.starts_with("hashing the committed bytes of /in/a.csv: "),
+            "{hashing}"
+        );
     }
 
     #[test]

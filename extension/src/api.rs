@@ -87,6 +87,7 @@ fn ingest_status() -> TableIterator<
     let database = settings::database();
     let input_dir = settings::input_dir_display();
     let interval = interval_text(settings::TRIGGER_INTERVAL_MS.get());
+    // SAFETY: reads the clock; no PostgreSQL state is touched.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
 
     let row = if !shared::preloaded() {

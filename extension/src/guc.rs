@@ -7,24 +7,42 @@ use pgrx::pg_sys;
 /// does: the previous value comes back when `f` returns (and, on an ERROR, when the transaction
 /// or subtransaction aborts, which undoes the GUC nest level).
 pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: on a backend's main thread inside a transaction; the strings are NUL-terminated
-    // statics; NewGUCNestLevel/AtEOXact_GUC pair up as in fmgr_security_definer.
-    let nest = unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            pg_sys::PGERROR as i32,
-            false,
-        );
-        nest
-    };
+    // SAFETY: NewGUCNestLevel/AtEOXact_GUC pair up as in fmgr_security_definer.
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    set(
+        "search_path",
+        "pg_catalog, pg_temp",
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+    );
     let r = f();
     // SAFETY: the nest level opened above.
     unsafe { pg_sys::AtEOXact_GUC(true, nest) };
     r
+}
+
+/// Sets a setting for the session (`GUC_ACTION_SET`) or until the current GUC nest level ends
+/// (`GUC_ACTION_SAVE`). An invalid value raises an ERROR.
+pub fn set(
+    name: &str,
+    value: &str,
+    context: pg_sys::GucContext::Type,
+    action: pg_sys::GucAction::Type,
+) {
+    let name = std::ffi::CString::new(name).expect("no NUL in setting names");
+    let value = std::ffi::CString::new(value).expect("no NUL in setting values");
+    // SAFETY: on a backend's main thread inside a transaction, with NUL-terminated strings that
+    // outlive the call.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        );
+    }
 }

@@ -106,8 +106,13 @@ impl Default for Status {
     }
 }
 
+// SAFETY: Status is plain old data (integers, a byte array, a fieldless enum): it has no
+// pointer into a process's own memory (`latch` is an address in shared memory) and is valid
+// when zeroed, as PGRXSharedMemory requires.
 unsafe impl PGRXSharedMemory for Status {}
 
+// SAFETY: the name is unique to this extension; the lock is initialised by pg_shmem_init! in
+// `init`, from _PG_init of the preloaded library, before any process uses it.
 pub static STATUS: PgLwLock<Status> = unsafe { PgLwLock::new(c"ecommerce_ingest_status") };
 
 pub fn init() {
@@ -164,6 +169,8 @@ pub fn wake_worker(trigger: bool) -> bool {
     if s.pid == 0 || s.latch == 0 {
         return false;
     }
+    // SAFETY: `latch` is the worker's MyLatch, in shared memory, published by the worker at start
+    // and cleared (under this same lock, held here) by its exit hook before the latch can go.
     unsafe { pg_sys::SetLatch(s.latch as *mut pg_sys::Latch) };
     true
 }

@@ -31,6 +31,17 @@ impl Cluster {
         self.int("SELECT count(*) FROM user_events")
     }
 
+    /// A file's status in `ingest_files` (`None`: the ledger does not know it).
+    pub fn file_status(&mut self, file: &str) -> Option<String> {
+        self.client()
+            .query_opt(
+                "SELECT status FROM ingest_files WHERE file_name = $1",
+                &[&file],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    }
+
     /// Now, by the server's clock, in Unix microseconds.
     pub fn now_us(&mut self) -> i64 {
         self.int("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8")

@@ -1,4 +1,4 @@
-//! The event file contract (/work/shared/contract/events.md), checked through the public API:
+//! The event file contract (docs/contract.md), checked through the public API:
 //! `EventReader` on real files, `list_dir` and `FilePattern`. No PostgreSQL. One test file per
 //! topic (header, quoting, lines, values, rejects, resume, files); this module is what they
 //! share: the header, the default good row and variations of it, owned copies of records, and

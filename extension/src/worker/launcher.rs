@@ -29,6 +29,10 @@ pub fn register() {
 /// indexes in its relation cache (their descriptions come from a file the first database
 /// connection writes), and looking one up from here is a FATAL error.
 fn database_exists(name: &str) -> bool {
+    // SAFETY: on the launcher's own thread inside a transaction. pg_database is a catalog with
+    // fixed-width leading columns: a heap tuple's data starts `t_hoff` bytes into its header and
+    // begins with FormData_pg_database (datname is its second field, a NameData), exactly as
+    // PostgreSQL's GETSTRUCT does; the tuple stays valid until the next heap_getnext.
     super::txn::transaction(|| unsafe {
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, lock);
@@ -56,6 +60,7 @@ fn database_exists(name: &str) -> bool {
 
 /// Sleeps `d` unless woken; exits at once on SIGTERM or postmaster death.
 fn pause(d: Duration) {
+    // SAFETY: waits on this process's own latch, on its own thread.
     unsafe {
         pg_sys::WaitLatch(
             pg_sys::MyLatch,
@@ -96,6 +101,7 @@ pub extern "C-unwind" fn ecommerce_ingest_launcher_main(_arg: pg_sys::Datum) {
             .enable_spi_access()
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
             .set_restart_time(None)
+            // SAFETY: MyProcPid is set for this process before its main function runs.
             .set_notify_pid(unsafe { pg_sys::MyProcPid })
             .load_dynamic();
         match started {

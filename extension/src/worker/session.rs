@@ -3,7 +3,6 @@
 //! a superuser process resolves, how long it may wait, or whether it may write.
 
 use pgrx::pg_sys;
-use std::ffi::CString;
 
 /// A setting the worker fixes for itself, and why.
 struct Pinned {
@@ -50,7 +49,7 @@ const PINNED: &[Pinned] = &[
     Pinned {
         name: "lock_timeout",
         value: "0",
-        why: "waiting for a lock is shown in ingest_status() (state waiting_for_lock)",
+        why: "each chunk sets its own, ecommerce_ingest.lock_timeout (then waiting_for_lock)",
     },
     Pinned {
         name: "idle_in_transaction_session_timeout",
@@ -80,23 +79,12 @@ const PINNED: &[Pinned] = &[
 ];
 
 fn set(name: &str, value: &str) {
-    let name = CString::new(name).expect("no NUL in setting names");
-    let value = CString::new(value).expect("no NUL in setting values");
-    // SAFETY: called on the worker's own thread, inside a transaction (transaction() below), with
-    // NUL-terminated strings that outlive the call; an invalid value raises an ERROR, which
-    // transaction() turns into Err.
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            pg_sys::PGERROR as i32,
-            false,
-        );
-    }
+    crate::guc::set(
+        name,
+        value,
+        pg_sys::GucContext::PGC_SUSET,
+        pg_sys::GucAction::GUC_ACTION_SET,
+    );
 }
 
 /// Pins the settings above for the rest of the session (a later reload of postgresql.conf does

@@ -39,7 +39,6 @@ impl Worker {
     /// One trigger: check the extension and the paused flag, check the folders, list the input
     /// folder, plan, ingest, record.
     pub fn trigger(&mut self, st: &Settings, reason: Reason) -> Next {
-        let idle = Next::IDLE;
         let started = Instant::now();
         let started_at = pg_now();
         let Probe {
@@ -52,15 +51,7 @@ impl Worker {
         };
         if let Err(e) = check_folders(st, &tablespaces) {
             // Nothing is read, moved or deleted until the settings are fixed.
-            self.watcher = None;
-            self.scanned = None;
-            let msg = e.to_string();
-            self.say(Topic::Folders, msg.clone(), true);
-            set_state_because(WorkerState::Error, &msg);
-            let mut s = STATUS.exclusive();
-            s.pending_files = 0;
-            s.last_trigger_at = started_at;
-            return idle;
+            return self.unusable_folder(Topic::Folders, e.to_string(), started_at);
         }
         self.settled(Topic::Folders);
         let pattern = match FilePattern::new(&st.file_pattern) {
@@ -69,7 +60,7 @@ impl Worker {
                 let msg = format!("ecommerce_ingest.file_pattern: {e}");
                 self.say(Topic::Pattern, msg.clone(), true);
                 set_state_because(WorkerState::Error, &msg);
-                return idle;
+                return Next::IDLE;
             }
         };
         self.settled(Topic::Pattern);
@@ -82,15 +73,8 @@ impl Worker {
         let candidates = match self.look(st, &pattern, full) {
             Ok(c) => c,
             Err(e) => {
-                self.watcher = None;
-                self.scanned = None;
                 let msg = format!("input folder {}: {e}", st.input_dir.display());
-                self.say(Topic::Dir, msg.clone(), true);
-                set_state_because(WorkerState::Error, &msg);
-                let mut s = STATUS.exclusive();
-                s.pending_files = 0;
-                s.last_trigger_at = started_at;
-                return idle;
+                return self.unusable_folder(Topic::Dir, msg, started_at);
             }
         };
         self.settled(Topic::Dir);
@@ -116,6 +100,24 @@ impl Worker {
         self.record(&candidates, tally, started, started_at, reason);
         self.remember_installation(st);
         Next { backlog, wake_in }
+    }
+
+    /// The folders cannot be used (refused settings, or the input folder unreadable): state
+    /// `error` saying why, nothing pending, no watcher until they can.
+    fn unusable_folder(
+        &mut self,
+        topic: Topic,
+        msg: String,
+        started_at: pg_sys::TimestampTz,
+    ) -> Next {
+        self.watcher = None;
+        self.scanned = None;
+        self.say(topic, msg.clone(), true);
+        set_state_because(WorkerState::Error, &msg);
+        let mut s = STATUS.exclusive();
+        s.pending_files = 0;
+        s.last_trigger_at = started_at;
+        Next::IDLE
     }
 
     /// Checks that the extension exists at this library's version, reads the paused flag and

@@ -55,6 +55,7 @@ fn caught(e: CaughtError) -> DbError {
             }
             let code = r.sql_error_code() as i32;
             // The five-character SQLSTATE, e.g. 23514.
+            // SAFETY: unpack_sql_state returns a pointer to a static NUL-terminated buffer.
             let sqlstate = unsafe { std::ffi::CStr::from_ptr(pg_sys::unpack_sql_state(code)) }
                 .to_string_lossy()
                 .into_owned();
@@ -70,6 +71,8 @@ fn caught(e: CaughtError) -> DbError {
 /// Runs `f` in a new transaction and commits it. An ERROR (in `f` or at commit) rolls the
 /// transaction back and comes back as `Err`.
 pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
+    // SAFETY: called on the worker's own thread outside any transaction (each caller runs its
+    // transactions one after another, never nested).
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -78,6 +81,7 @@ pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
     let f = AssertUnwindSafe(f);
     let result = PgTryBuilder::new(move || {
         let r = f();
+        // SAFETY: the snapshot pushed above is still the active one; commit ends the transaction.
         unsafe {
             pg_sys::PopActiveSnapshot();
             pg_sys::CommitTransactionCommand();
@@ -88,6 +92,8 @@ pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
     .catch_rust_panic(|e| Err(caught(e)))
     .execute();
     if result.is_err() {
+        // SAFETY: the ERROR left the transaction in an aborted state; this is how PostgreSQL's
+        // own loops recover (AbortCurrentTransaction from the top memory context).
         unsafe {
             pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
             pg_sys::AbortCurrentTransaction();
@@ -100,6 +106,8 @@ pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
 /// Runs `f` in a subtransaction of the current transaction: an ERROR rolls back only what
 /// `f` did, and comes back as `Err`.
 pub fn subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, DbError> {
+    // SAFETY: inside a transaction on the worker's thread; the memory context and resource
+    // owner saved here are restored on both paths, as PL/pgSQL's exception blocks do.
     unsafe {
         let cx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;

@@ -51,6 +51,8 @@ pub(super) struct BlockAllSignals(libc::sigset_t);
 
 impl BlockAllSignals {
     pub(super) fn new() -> Self {
+        // SAFETY: sigset_t is plain data (zeroed, then filled); pthread_sigmask only changes the
+        // calling thread's mask and saves the old one for `drop`.
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
@@ -63,16 +65,37 @@ impl BlockAllSignals {
 
 impl Drop for BlockAllSignals {
     fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on the same thread.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
 }
 
-impl Watcher {
-    pub fn new(dir: &Path) -> Result<Watcher, String> {
-        let mut fds = [0 as RawFd; 2];
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(format!("pipe2: {}", std::io::Error::last_os_error()));
+/// Why a folder cannot be watched (the worker then polls every trigger interval).
+#[derive(Debug)]
+pub enum WatchError {
+    /// The pipe that wakes the worker could not be made.
+    Pipe(std::io::Error),
+    /// inotify refused (no more watches, an unsupported file system...).
+    Notify(notify::Error),
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::Pipe(e) => write!(f, "pipe2: {e}"),
+            WatchError::Notify(e) => e.fmt(f),
         }
+    }
+}
+
+impl Watcher {
+    pub fn new(dir: &Path) -> Result<Watcher, WatchError> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(WatchError::Pipe(std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors were just created and are owned by nothing else.
         let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
         let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
         let inbox = Arc::new(Mutex::new(Inbox::default()));
@@ -101,15 +124,16 @@ impl Watcher {
             };
             if wake {
                 // A full pipe already means "wake up": ignore EAGAIN.
+                // SAFETY: writes one byte from a static buffer to the pipe this closure owns.
                 unsafe { libc::write(write_end.as_raw_fd(), b"!".as_ptr().cast(), 1) };
             }
         })
-        .map_err(|e| e.to_string());
+        .map_err(WatchError::Notify);
         drop(blocked);
         let mut inner = inner?;
         inner
             .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| e.to_string())?;
+            .map_err(WatchError::Notify)?;
         Ok(Watcher {
             _inner: inner,
             read_end,
@@ -132,6 +156,7 @@ impl Watcher {
         let mut any = false;
         let mut buf = [0u8; 256];
         loop {
+            // SAFETY: reads into a local buffer of the length given, from our own pipe.
             let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 return any;

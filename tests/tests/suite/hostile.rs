@@ -232,13 +232,7 @@ fn rejects_of(c: &mut Cluster, file: &str) -> Vec<RejectFull> {
 }
 
 fn status_of(c: &mut Cluster, file: &str) -> Option<String> {
-    c.client()
-        .query_opt(
-            "SELECT status FROM ingest_files WHERE file_name = $1",
-            &[&file],
-        )
-        .unwrap()
-        .map(|r| r.get(0))
+    c.file_status(file)
 }
 
 fn count_lines(log: &str, words: &[&str]) -> usize {

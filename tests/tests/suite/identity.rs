@@ -15,13 +15,7 @@ fn ledger_int(c: &mut Cluster, col: &str, file: &str) -> i64 {
 }
 
 fn file_status(c: &mut Cluster, file: &str) -> Option<String> {
-    c.client()
-        .query_opt(
-            "SELECT status FROM ingest_files WHERE file_name = $1",
-            &[&file],
-        )
-        .unwrap()
-        .map(|r| r.get(0))
+    c.file_status(file)
 }
 
 /// Waits until `file` has committed at least `chunks` chunks, then pauses and waits until the
