@@ -2,6 +2,29 @@
 -- The extension is installed in schema public (not relocatable): the worker and the functions
 -- name every table as public.<name> and resolve everything else in pg_catalog only.
 
+-- The schema must be owned by a superuser: in PostgreSQL 15 public belongs to pg_database_owner,
+-- i.e. the database's owner, who could otherwise rename it and have the extension's superuser
+-- code read look-alike tables (docs/security.md). The worker and the functions check it again.
+DO $owner$
+DECLARE
+    owner_name text;
+    owner_is_super boolean;
+BEGIN
+    SELECT r.rolname, r.rolsuper INTO owner_name, owner_is_super
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) CASE
+            WHEN n.nspowner OPERATOR(pg_catalog.=) 'pg_database_owner'::pg_catalog.regrole
+            THEN (SELECT d.datdba FROM pg_catalog.pg_database d
+                   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+            ELSE n.nspowner END
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'public';
+    IF NOT owner_is_super THEN
+        RAISE EXCEPTION 'schema public is owned by %, who is not a superuser', owner_name
+            USING HINT = 'ecommerce_ingest runs superuser code on its tables in public: as a superuser, ALTER SCHEMA public OWNER TO postgres (then GRANT CREATE ON SCHEMA public TO ' || pg_catalog.quote_ident(owner_name) || ' if needed), then CREATE EXTENSION again.';
+    END IF;
+END
+$owner$;
+
 -- Roles are cluster-wide and outlive the extension; create them only once.
 DO $roles$
 BEGIN

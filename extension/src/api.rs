@@ -8,6 +8,7 @@
 
 use crate::settings;
 use crate::shared::{self, WorkerState, STATUS};
+use crate::trust::{self, Schema};
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -58,39 +59,57 @@ fn ingest_status() -> TableIterator<
         name!(detail, String),
     ),
 > {
-    let (files_ok, files_failed, rows_ok, rows_rej, paused, pause_reason) = Spi::connect(|c| {
-        let row = c
-            .select(
-                "SELECT (SELECT count(*) FILTER (WHERE status = 'done') FROM public.ingest_ledger),
-                        (SELECT count(*) FILTER (WHERE status IN ('failed', 'changed')) FROM public.ingest_ledger),
-                        (SELECT coalesce(sum(rows_ok), 0)::bigint FROM public.ingest_ledger),
-                        (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM public.ingest_ledger),
-                        (SELECT coalesce((SELECT paused FROM public.ingest_control), false)),
-                        -- (read by name through jsonb: the column is missing until
-                        -- ALTER EXTENSION ... UPDATE from 0.1.0, and status must still answer)
-                        (SELECT pg_catalog.to_jsonb(c) ->> 'reason' FROM public.ingest_control c WHERE paused)",
-                None,
-                &[],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((
-            row.get::<i64>(1)?.unwrap_or(0),
-            row.get::<i64>(2)?.unwrap_or(0),
-            row.get::<i64>(3)?.unwrap_or(0),
-            row.get::<i64>(4)?.unwrap_or(0),
-            row.get::<bool>(5)?.unwrap_or(false),
-            row.get::<String>(6)?,
-        ))
-    })
-    .unwrap_or_else(|e| error!("ingest_status: {e}"));
-
+    // The schema is checked before any table is read through it (see trust.rs); the tables
+    // are read with a short lock_timeout, so that a lock on them (VACUUM FULL, ALTER TABLE)
+    // makes the status say so instead of hanging.
+    let untrusted = match trust::extension_schema() {
+        Ok(Schema::Untrusted(why)) => Some(why),
+        Ok(_) => None,
+        Err(e) => error!("ingest_status: {e}"),
+    };
+    let counts = match &untrusted {
+        Some(_) => Err(None),
+        None => read_counts().map_err(Some),
+    };
+    let unreadable = counts.as_ref().err().cloned().flatten();
+    let Counts {
+        files_ok,
+        files_failed,
+        rows_ok,
+        rows_rej,
+        paused,
+        pause_reason,
+    } = counts.unwrap_or_default();
     let database = settings::database();
     let input_dir = settings::input_dir_display();
     let interval = interval_text(settings::TRIGGER_INTERVAL_MS.get());
     // SAFETY: reads the clock; no PostgreSQL state is touched.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
 
-    let row = if !shared::preloaded() {
+    let row = if let Some(why) = untrusted {
+        (
+            WorkerState::Error.name().into(),
+            false,
+            None,
+            database,
+            input_dir,
+            interval,
+            0,
+            0,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            format!("nothing is read or written: {why}"),
+        )
+    } else if !shared::preloaded() {
         (
             WorkerState::Stopped.name().into(),
             paused,
@@ -116,11 +135,19 @@ fn ingest_status() -> TableIterator<
     } else {
         let s = *STATUS.share();
         // A worker blocked on a lock cannot say so itself: ask the lock manager.
-        let blocked = (s.pid != 0).then(|| lock_wait(s.pid)).flatten().or_else(|| {
-            s.blocked.then(|| {
-                "a chunk gave up waiting for a lock held by another session and is retried every ecommerce_ingest.lock_timeout".to_string()
+        let blocked = (s.pid != 0)
+            .then(|| lock_wait(s.pid))
+            .flatten()
+            .or_else(|| {
+                s.blocked.then(|| {
+                    "a chunk gave up waiting for a lock held by another session and is retried every ecommerce_ingest.lock_timeout".to_string()
+                })
             })
-        });
+            .or_else(|| {
+                unreadable.as_ref().map(|e| {
+                    format!("the extension's tables are locked by another session ({e}); the counters are not known meanwhile")
+                })
+            });
         let state = match s.state {
             WorkerState::Running | WorkerState::Paused if paused => WorkerState::Paused,
             WorkerState::Paused => WorkerState::Running,
@@ -191,6 +218,57 @@ fn ingest_status() -> TableIterator<
     TableIterator::once(row)
 }
 
+/// The counters of ingest_status() and the paused flag, from the extension's tables.
+#[derive(Default)]
+struct Counts {
+    files_ok: i64,
+    files_failed: i64,
+    rows_ok: i64,
+    rows_rej: i64,
+    paused: bool,
+    pause_reason: Option<String>,
+}
+
+/// Reads the counters, waiting at most a second for a lock on the tables (`Err`: why not).
+fn read_counts() -> Result<Counts, String> {
+    let nest = crate::guc::begin();
+    crate::guc::set(
+        "lock_timeout",
+        "1s",
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+    );
+    let r = crate::worker::txn::subtransaction(|| {
+        Spi::connect(|c| {
+            let row = c
+                .select(
+                    "SELECT (SELECT count(*) FILTER (WHERE status = 'done') FROM public.ingest_ledger),
+                            (SELECT count(*) FILTER (WHERE status IN ('failed', 'changed')) FROM public.ingest_ledger),
+                            (SELECT coalesce(sum(rows_ok), 0)::bigint FROM public.ingest_ledger),
+                            (SELECT coalesce(sum(rows_rejected), 0)::bigint FROM public.ingest_ledger),
+                            (SELECT coalesce((SELECT paused FROM public.ingest_control), false)),
+                            -- (read by name through jsonb: the column is missing until
+                            -- ALTER EXTENSION ... UPDATE from 0.1.0, and status must still answer)
+                            (SELECT pg_catalog.to_jsonb(c) ->> 'reason' FROM public.ingest_control c WHERE paused)",
+                    None,
+                    &[],
+                )?
+                .first();
+            Ok::<_, pgrx::spi::Error>(Counts {
+                files_ok: row.get::<i64>(1)?.unwrap_or(0),
+                files_failed: row.get::<i64>(2)?.unwrap_or(0),
+                rows_ok: row.get::<i64>(3)?.unwrap_or(0),
+                rows_rej: row.get::<i64>(4)?.unwrap_or(0),
+                paused: row.get::<bool>(5)?.unwrap_or(false),
+                pause_reason: row.get::<String>(6)?,
+            })
+        })
+        .unwrap_or_else(|e| error!("{e}"))
+    });
+    crate::guc::end(nest);
+    r.map_err(|e| e.to_string())
+}
+
 /// What the worker waits for when it waits on a lock: the lock and who holds it (pids and
 /// roles; not their queries, which a monitor role may not see).
 fn lock_wait(pid: i32) -> Option<String> {
@@ -244,8 +322,23 @@ fn check_worker_database() {
     }
 }
 
+/// Refuses to go on when the extension's schema cannot be trusted (see trust.rs).
+fn require_trusted() {
+    match trust::extension_schema() {
+        Ok(Schema::Untrusted(why)) => pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            why,
+            "ecommerce_ingest::api",
+        )
+        .report(PgLogLevel::ERROR),
+        Ok(_) => {}
+        Err(e) => error!("{e}"),
+    }
+}
+
 fn set_paused(paused: bool) {
     check_worker_database();
+    require_trusted();
     Spi::run_with_args(
         "INSERT INTO public.ingest_control (paused, changed_at, changed_by, reason)
          VALUES ($1, pg_catalog.now(), session_user, NULL)
@@ -291,6 +384,7 @@ fn ingest_trigger() -> &'static str {
 #[pg_extern(security_definer, volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn ingest_retry(file_name: &str) -> String {
+    require_trusted();
     let found = Spi::connect_mut(|c| {
         // Locked: the worker cannot commit a chunk of this file between the check and the DELETE.
         let rows = c.update(

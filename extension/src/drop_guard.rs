@@ -64,27 +64,7 @@ unsafe fn check(node: *mut pg_sys::Node) {
         return;
     }
     let cascade = (*stmt).behavior == pg_sys::DropBehavior::DROP_CASCADE;
-    let events = crate::guc::with_safe_search_path(|| {
-        // Wait for the worker's chunk in flight, and keep the next one waiting until we commit.
-        Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1)",
-            &[crate::shared::DROP_LOCK_KEY.into()],
-        )
-        .unwrap_or_else(|e| error!("{e}"));
-        if cascade {
-            return 0;
-        }
-        Spi::get_one::<i64>(
-            "SELECT CASE WHEN pg_catalog.to_regclass('public.user_events') IS NULL
-                           OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension
-                                           WHERE extname OPERATOR(pg_catalog.=) 'ecommerce_ingest')
-                         THEN 0
-                         ELSE (SELECT pg_catalog.count(*) FROM public.user_events) END",
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-    });
+    let events = crate::guc::with_safe_search_path(|| guard(cascade));
     if events > 0 {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
@@ -95,6 +75,98 @@ unsafe fn check(node: *mut pg_sys::Node) {
         .set_hint("Keep a copy first (CREATE TABLE events_copy AS TABLE user_events), then run DROP EXTENSION ecommerce_ingest CASCADE to confirm.")
         .report(PgLogLevel::ERROR);
     }
+}
+
+/// One of the extension's own tables, found through the extension's dependencies (never by a
+/// name another role could have taken).
+struct Member {
+    oid: pg_sys::Oid,
+    relkind: String,
+    owner: pg_sys::Oid,
+    /// Schema-qualified and quoted, for the count.
+    qualified: String,
+}
+
+fn member(relname: &str) -> Option<Member> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT c.oid, c.relkind::pg_catalog.text, c.relowner,
+                    pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_extension e
+               JOIN pg_catalog.pg_depend d
+                 ON d.refobjid OPERATOR(pg_catalog.=) e.oid
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND d.deptype OPERATOR(pg_catalog.=) 'e'
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE e.extname OPERATOR(pg_catalog.=) 'ecommerce_ingest'
+                AND c.relname OPERATOR(pg_catalog.=) $1",
+            None,
+            &[relname.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = rows.first();
+        Ok(Some(Member {
+            oid: r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+            relkind: r.get::<String>(2)?.unwrap_or_default(),
+            owner: r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+            qualified: r.get::<String>(4)?.unwrap_or_default(),
+        }))
+    })
+    .unwrap_or_else(|e| error!("{e}"))
+}
+
+/// Orders the DROP with the worker and counts the events it would delete (0 with CASCADE, or
+/// when the extension does not exist here). Nothing is resolved by name through a schema a
+/// non-superuser could control: the extension's tables are found by its dependencies, the
+/// schema is checked first (trust.rs), and the count runs as the table's owner, restricted, on
+/// a table that is still a table.
+fn guard(cascade: bool) -> i64 {
+    let trusted = match crate::trust::extension_schema().unwrap_or_else(|e| error!("{e}")) {
+        crate::trust::Schema::Missing => return 0,
+        crate::trust::Schema::Trusted => true,
+        crate::trust::Schema::Untrusted(_) => false,
+    };
+    // Wait for the worker's chunk in flight, and keep the next one waiting until we commit:
+    // the worker's transactions take this table first (worker/sql.rs, FIRST_LOCK).
+    if let Some(control) = member("ingest_control") {
+        // SAFETY: a relation oid from the catalog, locked for the rest of the transaction.
+        unsafe {
+            pg_sys::LockRelationOid(control.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE)
+        };
+    }
+    if cascade {
+        return 0;
+    }
+    let refuse = |why: &str| -> ! {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("DROP EXTENSION ecommerce_ingest cannot tell how many events user_events holds: {why}"),
+            "ecommerce_ingest::drop_guard",
+        )
+        .set_hint("Keep a copy of what you need first, then run DROP EXTENSION ecommerce_ingest CASCADE to confirm.")
+        .report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    };
+    if !trusted {
+        refuse("the extension's schema cannot be trusted (see ingest_status())");
+    }
+    let Some(events) = member("user_events") else {
+        return 0;
+    };
+    if events.relkind != "r" && events.relkind != "p" {
+        refuse("it is no longer a table (its owner changed it)");
+    }
+    let sql = format!("SELECT pg_catalog.count(*) FROM {}", events.qualified);
+    crate::restricted::as_owner(events.owner, "pg_catalog, pg_temp", || {
+        Spi::get_one::<i64>(&sql)
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or(0)
+    })
 }
 
 #[pg_guard]

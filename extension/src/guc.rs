@@ -7,8 +7,7 @@ use pgrx::pg_sys;
 /// does: the previous value comes back when `f` returns (and, on an ERROR, when the transaction
 /// or subtransaction aborts, which undoes the GUC nest level).
 pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: NewGUCNestLevel/AtEOXact_GUC pair up as in fmgr_security_definer.
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let nest = begin();
     set(
         "search_path",
         "pg_catalog, pg_temp",
@@ -16,8 +15,7 @@ pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
         pg_sys::GucAction::GUC_ACTION_SAVE,
     );
     let r = f();
-    // SAFETY: the nest level opened above.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    end(nest);
     r
 }
 
@@ -29,6 +27,18 @@ pub fn set(
     context: pg_sys::GucContext::Type,
     action: pg_sys::GucAction::Type,
 ) {
+    set_at(name, value, context, action, pg_sys::PGERROR as i32);
+}
+
+/// Like [`set`]; with `elevel` WARNING an invalid value is logged and skipped instead of raised.
+/// Returns whether the setting was applied.
+pub fn set_at(
+    name: &str,
+    value: &str,
+    context: pg_sys::GucContext::Type,
+    action: pg_sys::GucAction::Type,
+    elevel: i32,
+) -> bool {
     let name = std::ffi::CString::new(name).expect("no NUL in setting names");
     let value = std::ffi::CString::new(value).expect("no NUL in setting values");
     // SAFETY: on a backend's main thread inside a transaction, with NUL-terminated strings that
@@ -41,8 +51,20 @@ pub fn set(
             pg_sys::GucSource::PGC_S_SESSION,
             action,
             true,
-            pg_sys::PGERROR as i32,
+            elevel,
             false,
-        );
+        ) > 0
     }
+}
+
+/// Opens a GUC nest level: settings made with `GUC_ACTION_SAVE` until [`end`] are undone then.
+pub fn begin() -> i32 {
+    // SAFETY: on a backend's main thread; paired with `end`.
+    unsafe { pg_sys::NewGUCNestLevel() }
+}
+
+/// Closes the nest level `begin` opened, restoring what was saved in it.
+pub fn end(nest: i32) {
+    // SAFETY: the nest level from `begin`, closed once.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
 }

@@ -7,8 +7,10 @@ use pgrx::prelude::*;
 mod api;
 mod drop_guard;
 mod guc;
+mod restricted;
 mod settings;
 mod shared;
+mod trust;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -11,9 +11,6 @@ pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 pub const ERR_LEN: usize = 1024;
 
-/// The advisory lock key shared by chunk transactions and DROP EXTENSION ("ecommerc").
-pub const DROP_LOCK_KEY: i64 = 0x6563_6f6d_6d65_7263;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum WorkerState {

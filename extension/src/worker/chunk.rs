@@ -154,11 +154,7 @@ pub fn preamble(client: &mut SpiClient<'_>, st: &Settings) -> Result<bool, Chunk
         None,
         &[format!("{}ms", st.lock_timeout.as_millis()).into()],
     )?;
-    client.update(
-        sql::CHUNK_LOCK,
-        None,
-        &[crate::shared::DROP_LOCK_KEY.into()],
-    )?;
+    client.update(sql::FIRST_LOCK, None, &[])?;
     Ok(client
         .select(sql::PAUSED, None, &[])?
         .first()

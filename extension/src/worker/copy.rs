@@ -80,32 +80,25 @@ pub fn copy_into_user_events(stream: &[u8]) -> u64 {
             pg_sys::makeDefElem(pg_sys::pstrdup(c"format".as_ptr()), pg_string("binary"), -1);
         let options = pg_sys::lappend(std::ptr::null_mut(), format as *mut c_void);
         FEED.with(|f| f.set((stream.as_ptr(), stream.len(), 0)));
-        // As the owner, restricted, with settings changes undone at the end (see the module doc).
+        // As the owner, restricted (see the module doc). The owner's triggers see the search
+        // path a session of theirs would start with (PostgreSQL's default): they run with the
+        // owner's privileges, so nothing they resolve can do more than the owner could.
         let owner = (*(*rel).rd_rel).relowner;
-        let mut save_user: pg_sys::Oid = pg_sys::InvalidOid;
-        let mut save_sec: std::ffi::c_int = 0;
-        pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_sec);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            save_sec
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as std::ffi::c_int
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as std::ffi::c_int,
-        );
-        let nest = pg_sys::NewGUCNestLevel();
-        let cstate = pg_sys::BeginCopyFrom(
-            pstate,
-            rel,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            false,
-            Some(read_feed),
-            columns,
-            options,
-        );
-        let n = pg_sys::CopyFrom(cstate);
-        pg_sys::EndCopyFrom(cstate);
-        pg_sys::AtEOXact_GUC(false, nest);
-        pg_sys::SetUserIdAndSecContext(save_user, save_sec);
+        let n = crate::restricted::as_owner(owner, "\"$user\", public", || {
+            let cstate = pg_sys::BeginCopyFrom(
+                pstate,
+                rel,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                false,
+                Some(read_feed),
+                columns,
+                options,
+            );
+            let n = pg_sys::CopyFrom(cstate);
+            pg_sys::EndCopyFrom(cstate);
+            n
+        });
         FEED.with(|f| f.set((std::ptr::null(), 0, 0)));
         pg_sys::free_parsestate(pstate);
         // Keep the lock until the transaction ends, like COPY does.

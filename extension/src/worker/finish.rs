@@ -180,6 +180,18 @@ impl Worker {
                     .is_some_and(|p| p.folder == folder)
                 {
                     self.action_problem = None;
+                    self.say(
+                        topic.clone(),
+                        format!(
+                            "processed files can be {} {} again",
+                            act.verb(),
+                            folder.display()
+                        ),
+                        false,
+                    );
+                    if STATUS.share().state == WorkerState::Degraded {
+                        super::state::set_state(WorkerState::Running);
+                    }
                 }
                 self.settled(topic);
             }

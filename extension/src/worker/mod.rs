@@ -28,7 +28,7 @@ mod session;
 mod sql;
 mod state;
 mod trigger;
-mod txn;
+pub(crate) mod txn;
 mod watch;
 
 /// Registers the launcher, which starts the ingestion worker (see launcher.rs).

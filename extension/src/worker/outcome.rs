@@ -37,14 +37,6 @@ impl Worker {
                 }
                 tally.rows += r;
                 tally.rejected += j;
-                if std::mem::take(&mut STATUS.exclusive().blocked) {
-                    self.say(
-                        Topic::Lock,
-                        "the lock was released; ingesting again".into(),
-                        false,
-                    );
-                    self.settled(Topic::Lock);
-                }
                 if let Some(l) = self.ledger.as_mut() {
                     l.committed(name, entry);
                 }
@@ -138,8 +130,14 @@ impl Worker {
     ) -> Flow {
         let name = &m.cand.name;
         // The extension's tables are gone (DROP EXTENSION): stop this trigger quietly; the next
-        // one finds the extension missing and waits.
-        if matches!(error.sqlstate.as_str(), "42P01" | "3F000") {
+        // one finds the extension missing and waits. (A missing relation can also be the
+        // user's: a trigger naming a table that does not exist. That one is reported.)
+        if matches!(error.sqlstate.as_str(), "42P01" | "3F000")
+            && matches!(
+                super::txn::transaction(crate::trust::extension_schema),
+                Ok(Ok(crate::trust::Schema::Missing))
+            )
+        {
             self.ledger = None;
             self.scanned = None;
             return Flow::Stop;
@@ -147,6 +145,7 @@ impl Worker {
         // Gave up waiting for a lock (lock_timeout): not the file's fault. End this trigger,
         // look at the folder again and retry at once.
         if error.sqlstate == LOCK_NOT_AVAILABLE {
+            self.blocked = true;
             STATUS.exclusive().blocked = true;
             self.say(
                 Topic::Lock,

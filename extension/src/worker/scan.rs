@@ -63,6 +63,12 @@ impl Worker {
         if full {
             let listing = list_dir(dir, pattern)?;
             for sk in &listing.skipped {
+                // The archive and failed folders may sit in the input folder (the default) and
+                // match a broad pattern: they are the worker's own, not refused input.
+                let path = dir.join(&sk.name);
+                if path == st.archive_dir || path == st.failed_dir {
+                    continue;
+                }
                 self.refused_once(&sk.name, &sk.reason);
             }
             let present: HashSet<&str> = listing.files.iter().map(|c| c.name.as_str()).collect();
@@ -88,7 +94,12 @@ impl Worker {
         for name in names {
             match classify(dir, &name, pattern) {
                 EntryKind::File(c) => files.push(c),
-                EntryKind::Refused(sk) => self.refused_once(&sk.name, &sk.reason),
+                EntryKind::Refused(sk) => {
+                    let path = dir.join(&sk.name);
+                    if path != st.archive_dir && path != st.failed_dir {
+                        self.refused_once(&sk.name, &sk.reason)
+                    }
+                }
                 EntryKind::Ignored => {
                     if self.active.contains(&name) {
                         self.vanished(std::slice::from_ref(&name));

@@ -1,8 +1,11 @@
 //! The worker's own session settings, pinned after it connects: the database owner's
 //! `ALTER DATABASE … SET` (applied to every connection, the worker's too) must not decide what
-//! a superuser process resolves, how long it may wait, or whether it may write.
+//! a superuser process resolves, as whom it runs, how it handles errors, how long it may wait, or
+//! whether it may write. Every database- and role-level setting is undone (the server's own
+//! value applies), then the settings below are pinned.
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 /// A setting the worker fixes for itself, and why.
 struct Pinned {
@@ -72,6 +75,11 @@ const PINNED: &[Pinned] = &[
         why: "SQL literals mean what they say",
     },
     Pinned {
+        name: "exit_on_error",
+        value: "off",
+        why: "an error in one chunk must be caught and retried, not end the worker",
+    },
+    Pinned {
         name: "row_security",
         value: "on",
         why: "with off, a table with policies would make inserts fail instead of applying them",
@@ -87,12 +95,69 @@ fn set(name: &str, value: &str) {
     );
 }
 
+/// Every setting a database or role attached to this session (`ALTER DATABASE … SET`,
+/// `ALTER ROLE … SET`): its name and the server's own value (the configuration file's, else the
+/// built-in default). Run once search_path is pinned (the query names pg_catalog objects only).
+fn attached_settings() -> Vec<(String, String)> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT s.name::pg_catalog.text,
+                    coalesce((SELECT f.setting FROM pg_catalog.pg_file_settings f
+                               WHERE f.name OPERATOR(pg_catalog.=) s.name AND f.error IS NULL
+                               ORDER BY f.seqno DESC LIMIT 1), s.boot_val)
+               FROM pg_catalog.pg_settings s
+              WHERE s.source OPERATOR(pg_catalog.=) ANY (ARRAY['database', 'user', 'database user'])",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| error!("{e}"))
+}
+
+/// The session runs as the user it connected as (the bootstrap superuser): a database setting
+/// `session_authorization = someone` would otherwise make the whole worker run as that role.
+fn restore_session_user() {
+    // SAFETY: inside a transaction on the worker's thread; the name is copied at once.
+    let name = unsafe {
+        let authenticated = pg_sys::GetAuthenticatedUserId();
+        if pg_sys::GetSessionUserId() == authenticated {
+            return;
+        }
+        let p = pg_sys::GetUserNameFromId(authenticated, false);
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    };
+    set("session_authorization", &name);
+}
+
 /// Pins the settings above for the rest of the session (a later reload of postgresql.conf does
 /// not undo a session-level setting). `synchronous_commit = off` is raised to `on`: a file is
 /// archived or deleted right after its commit, and must not outlive a commit that a crash
 /// could lose.
 pub fn pin() -> Result<(), super::txn::DbError> {
     super::txn::transaction(|| {
+        // search_path first: the query below must resolve nothing in a user's schema.
+        set("search_path", "pg_catalog, pg_temp");
+        restore_session_user();
+        for (name, value) in attached_settings() {
+            let undone = crate::guc::set_at(
+                &name,
+                &value,
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                pg_sys::WARNING as i32,
+            );
+            pgrx::debug1!(
+                "ecommerce_ingest: ignores the database or role setting {name} (undone: {undone})"
+            );
+        }
         for p in PINNED {
             set(p.name, p.value);
             pgrx::debug1!("ecommerce_ingest: {} = '{}' ({})", p.name, p.value, p.why);

@@ -13,10 +13,12 @@ pub const TABLESPACES: &str =
     "SELECT spcname::pg_catalog.text, pg_catalog.pg_tablespace_location(oid)
   FROM pg_catalog.pg_tablespace";
 
-/// Taken (shared) first in every chunk transaction, and exclusively by DROP EXTENSION (see
-/// drop_guard.rs): a DROP waits for the chunk in flight and the next chunk waits for the DROP,
-/// so the two never lock the extension's tables in opposite orders.
-pub const CHUNK_LOCK: &str = "SELECT pg_catalog.pg_advisory_xact_lock_shared($1)";
+/// The first lock of every worker transaction that reads or writes the extension's tables, taken
+/// ACCESS EXCLUSIVE by DROP EXTENSION first of all (see drop_guard.rs): a DROP waits for the
+/// chunk in flight and the next chunk waits for the DROP, so the two never lock the tables in
+/// opposite orders. (A table lock, not an advisory one: any role could take an advisory lock and
+/// stall the worker; this one needs a privilege on the table.)
+pub const FIRST_LOCK: &str = "LOCK TABLE public.ingest_control IN ACCESS SHARE MODE";
 
 /// How long the current transaction may wait for any lock.
 pub const SET_LOCK_TIMEOUT: &str = "SELECT pg_catalog.set_config('lock_timeout', $1, true)";

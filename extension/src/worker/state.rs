@@ -142,6 +142,9 @@ pub struct Worker {
     pub active: HashSet<String>,
     /// The thread that reads and encodes files ahead of the database work.
     pub pipeline: Option<Pipeline>,
+    /// This trigger gave up waiting for a lock (the status says waiting_for_lock until a
+    /// trigger gets through).
+    pub blocked: bool,
 }
 
 impl Worker {

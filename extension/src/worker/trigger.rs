@@ -2,6 +2,7 @@
 //! tablespaces, check the folders, list the input folder, plan, ingest, record.
 
 use super::folders::check_folders;
+use super::ingest::LOCK_NOT_AVAILABLE;
 use super::ledger::Ledger;
 use super::say::Topic;
 use super::sql;
@@ -9,6 +10,7 @@ use super::state::{pg_now, set_state, set_state_because, Actions, Next, Reason, 
 use super::txn::transaction;
 use crate::settings::Settings;
 use crate::shared::{WorkerState, STATUS};
+use crate::trust::{self, Schema};
 use ecommerce_events::FilePattern;
 use pgrx::prelude::*;
 use std::path::PathBuf;
@@ -26,6 +28,8 @@ struct Probe {
 /// The probe's transaction's result.
 enum ProbeRow {
     Missing,
+    /// The extension's schema cannot be trusted: why.
+    Untrusted(String),
     OtherVersion(String),
     Found {
         oid: i64,
@@ -41,11 +45,12 @@ impl Worker {
     pub fn trigger(&mut self, st: &Settings, reason: Reason) -> Next {
         let started = Instant::now();
         let started_at = pg_now();
+        let was_blocked = std::mem::take(&mut self.blocked);
         let Probe {
             mut paused,
             loaded_now,
             tablespaces,
-        } = match self.probe() {
+        } = match self.probe(st) {
             Ok(p) => p,
             Err(next) => return next,
         };
@@ -98,6 +103,15 @@ impl Worker {
         };
         self.retry_backed_off_at(&mut wake_in);
         self.record(&candidates, tally, started, started_at, reason);
+        if was_blocked && !self.blocked {
+            STATUS.exclusive().blocked = false;
+            self.say(
+                Topic::Lock,
+                "the lock was released; ingesting again".into(),
+                false,
+            );
+            self.settled(Topic::Lock);
+        }
         self.remember_installation(st);
         Next { backlog, wake_in }
     }
@@ -123,7 +137,7 @@ impl Worker {
     /// Checks that the extension exists at this library's version, reads the paused flag and
     /// the tablespaces, and (re)loads the ledger when it is new or changed. `Err`: what to do
     /// instead of a trigger.
-    fn probe(&mut self) -> Result<Probe, Next> {
+    fn probe(&mut self, st: &Settings) -> Result<Probe, Next> {
         let generation = STATUS.share().ledger_generation;
         let stale_key = if self.ledger.is_none() {
             (-1, u64::MAX)
@@ -132,10 +146,11 @@ impl Worker {
         };
         let probe = transaction(|| {
             Spi::connect_mut(|c| {
+                // A lock held by another session must not block the probe for ever either.
                 c.update(
-                    sql::CHUNK_LOCK,
+                    sql::SET_LOCK_TIMEOUT,
                     None,
-                    &[crate::shared::DROP_LOCK_KEY.into()],
+                    &[format!("{}ms", st.lock_timeout.as_millis()).into()],
                 )?;
                 let ext = c.select(sql::EXTENSION, None, &[])?;
                 if ext.is_empty() {
@@ -144,9 +159,14 @@ impl Worker {
                 let row = ext.first();
                 let oid = row.get::<i64>(1)?.unwrap_or_default();
                 let version = row.get::<String>(2)?.unwrap_or_default();
+                // Nothing is read through the schema before it is known to be trustworthy.
+                if let Schema::Untrusted(why) = trust::extension_schema()? {
+                    return Ok(ProbeRow::Untrusted(why));
+                }
                 if version != env!("CARGO_PKG_VERSION") {
                     return Ok(ProbeRow::OtherVersion(version));
                 }
+                c.update(sql::FIRST_LOCK, None, &[])?;
                 let paused = c
                     .select(sql::PAUSED, None, &[])?
                     .first()
@@ -175,6 +195,21 @@ impl Worker {
             .unwrap_or_else(|e| error!("{e}"))
         });
         let (oid, paused, tablespaces, loaded) = match probe {
+            // Another session holds a lock on the extension's tables (VACUUM FULL, ALTER TABLE,
+            // a DROP EXTENSION waiting for its turn): say so and look again at once.
+            Err(e) if e.sqlstate == LOCK_NOT_AVAILABLE => {
+                self.blocked = true;
+                STATUS.exclusive().blocked = true;
+                self.say(
+                    Topic::Lock,
+                    format!("waiting for a lock held by another session on the extension's tables ({e}); retried every lock_timeout"),
+                    false,
+                );
+                return Err(Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_millis(1)),
+                });
+            }
             Err(e) => {
                 self.say(
                     Topic::Control,
@@ -195,6 +230,17 @@ impl Worker {
                     false,
                 );
                 // CREATE EXTENSION wakes us at once; this is only a fallback.
+                return Err(Next {
+                    backlog: false,
+                    wake_in: Some(Duration::from_secs(5)),
+                });
+            }
+            Ok(ProbeRow::Untrusted(why)) => {
+                self.ledger = None;
+                self.scanned = None;
+                self.watcher = None;
+                self.say(Topic::Control, why.clone(), true);
+                set_state_because(WorkerState::Error, &why);
                 return Err(Next {
                     backlog: false,
                     wake_in: Some(Duration::from_secs(5)),

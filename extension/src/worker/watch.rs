@@ -111,8 +111,13 @@ impl Watcher {
                         inbox.rescan = true;
                     }
                     for p in &ev.paths {
-                        if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                            inbox.names.insert(n.to_string());
+                        match p.file_name().map(|n| n.to_str()) {
+                            Some(Some(n)) => {
+                                inbox.names.insert(n.to_string());
+                            }
+                            // Not UTF-8: only a full listing can report it (as refused).
+                            Some(None) => inbox.rescan = true,
+                            None => {}
                         }
                     }
                     ev.need_rescan() || interesting(ev)

@@ -7,29 +7,33 @@ use postgres::Client;
 use std::fs;
 use std::time::Duration;
 
-/// Makes `appowner` a non-superuser owner of database `postgres` (so it may create objects in
-/// `public`), with a log table its traps write to. Returns a connection as `appowner`.
+/// The traps of a hostile database owner: a log table and a function that logs who ran it and,
+/// when that is a superuser, makes `appowner` one.
+const TRAPS: &str = "CREATE TABLE public.trap_log (who text, what text);
+     GRANT INSERT ON public.trap_log TO PUBLIC;
+     CREATE FUNCTION public.trap(what text) RETURNS void LANGUAGE plpgsql AS $$
+     BEGIN
+         INSERT INTO public.trap_log VALUES (current_user, what);
+         IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+             EXECUTE 'ALTER ROLE appowner SUPERUSER';
+         END IF;
+     END $$;";
+
+/// Makes `appowner` a non-superuser owner of database `postgres` as docs/security.md says it
+/// may be: schema public stays a superuser's, and appowner may create objects in it. With a
+/// log table its traps write to. Returns a connection as `appowner`.
 fn database_owner(c: &mut Cluster) -> Client {
     c.execute(
         "CREATE ROLE appowner LOGIN;
+         ALTER SCHEMA public OWNER TO postgres;
+         GRANT CREATE ON SCHEMA public TO appowner;
          ALTER DATABASE postgres OWNER TO appowner;
          CREATE ROLE mon LOGIN; GRANT ecommerce_ingest_monitor TO mon;
          CREATE ROLE adm LOGIN; GRANT ecommerce_ingest_admin TO adm;",
     );
     let mut owner = c.connect_as("appowner");
     owner
-        .batch_execute(
-            "CREATE TABLE public.trap_log (who text, what text);
-             GRANT INSERT ON public.trap_log TO PUBLIC;
-             -- Logs who ran it and, when that is a superuser, makes appowner one.
-             CREATE FUNCTION public.trap(what text) RETURNS void LANGUAGE plpgsql AS $$
-             BEGIN
-                 INSERT INTO public.trap_log VALUES (current_user, what);
-                 IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-                     EXECUTE 'ALTER ROLE appowner SUPERUSER';
-                 END IF;
-             END $$;",
-        )
+        .batch_execute(TRAPS)
         .expect("appowner sets up its traps");
     owner
 }
@@ -142,7 +146,9 @@ fn a_hostile_database_setting_never_reaches_the_worker() {
              ALTER DATABASE postgres SET default_transaction_read_only = on;
              ALTER DATABASE postgres SET statement_timeout = '1ms';
              ALTER DATABASE postgres SET lock_timeout = '1ms';
-             ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';",
+             ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';
+             ALTER DATABASE postgres SET exit_on_error = on;
+             ALTER DATABASE postgres SET session_authorization = 'appowner';",
         )
         .expect("appowner sets hostile database settings");
     // Database settings apply when a session starts: start a new worker.
@@ -167,6 +173,30 @@ fn a_hostile_database_setting_never_reaches_the_worker() {
         "the worker ran the owner's functions"
     );
     assert_eq!(c.status().state, "running");
+    // It runs as itself, not as appowner (session_authorization), and an error does not end it
+    // (exit_on_error): a lock held past lock_timeout makes chunks fail and retry.
+    let user = c
+        .text("SELECT usename::text FROM pg_stat_activity WHERE backend_type = 'ecommerce_ingest'");
+    assert_eq!(user.as_deref(), Some("postgres"));
+    let worker = c.wait_worker();
+    let mut locker = c.connect_to("postgres");
+    // (a connection made now gets the database's settings: back to postgres, no timeouts)
+    locker
+        .batch_execute(
+            "RESET SESSION AUTHORIZATION; SET statement_timeout = 0; SET lock_timeout = 0;
+             SET default_transaction_read_only = off; SET exit_on_error = off;
+             BEGIN; LOCK TABLE user_events IN ACCESS EXCLUSIVE MODE;",
+        )
+        .unwrap();
+    c.write_file_atomic("late.csv", &gen_file(6, 10));
+    std::thread::sleep(Duration::from_millis(2500));
+    locker.batch_execute("COMMIT").unwrap();
+    c.wait_files_done(2, Duration::from_secs(30));
+    assert_eq!(
+        c.worker_pid(),
+        Some(worker),
+        "the worker exited on an error"
+    );
 }
 
 #[test]
@@ -344,4 +374,205 @@ fn an_archive_folder_that_is_the_input_folder_never_loops() {
     assert_eq!(c.event_count(), 1);
     assert_eq!(c.int("SELECT count(*) FROM ingest_files"), 1);
     assert_eq!(data_files(&elsewhere), vec!["loop.csv".to_string()]);
+}
+
+#[test]
+fn a_schema_public_a_non_superuser_owns_is_refused_and_renaming_it_runs_nothing() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    c.write_file_atomic("a.csv", &gen_file(20, 5));
+    c.wait_files_done(1, Duration::from_secs(30));
+    // PostgreSQL 15's default: public belongs to pg_database_owner, here a non-superuser.
+    c.execute(
+        "CREATE ROLE appowner LOGIN; ALTER DATABASE postgres OWNER TO appowner;
+         CREATE ROLE mon LOGIN; GRANT ecommerce_ingest_monitor TO mon;
+         CREATE ROLE adm LOGIN; GRANT ecommerce_ingest_admin TO adm;",
+    );
+    c.wait_for(
+        "state error naming the schema",
+        Duration::from_secs(20),
+        |c| {
+            let s = c.status();
+            s.state == "error" && s.detail.contains("ALTER SCHEMA public OWNER TO")
+        },
+    );
+    let mut mon = c.connect_as("mon");
+    let state: String = mon
+        .query_one("SELECT state FROM ingest_status()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "error");
+    let mut adm = c.connect_as("adm");
+    let err = expect_db_error(adm.query("SELECT ingest_pause()", &[]), "pause");
+    assert!(err.contains("not a superuser"), "{err}");
+    // The owner renames public and puts look-alike views in a new one.
+    let mut owner = c.connect_as("appowner");
+    owner
+        .batch_execute(&format!(
+            "ALTER SCHEMA public RENAME TO public_old;
+             CREATE SCHEMA public;
+             {}
+             CREATE FUNCTION public.trap_bool() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.trap('view'); RETURN false; END $$;
+             CREATE FUNCTION public.trap_int() RETURNS bigint LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.trap('view'); RETURN 0; END $$;
+             CREATE VIEW public.ingest_control AS SELECT public.trap_bool() AS paused, NULL::text AS reason;
+             CREATE VIEW public.ingest_ledger AS SELECT 'x'::text AS file_name, 'done'::text AS status,
+                    public.trap_int() AS rows_ok, 0::bigint AS rows_rejected;
+             CREATE VIEW public.user_events AS SELECT public.trap_int() AS n;",
+            TRAPS
+        ))
+        .expect("appowner replaces public");
+    c.write_file_atomic("b.csv", &gen_file(21, 5));
+    // (public is the owner's now: the extension's functions are reached through public_old)
+    c.wait_for(
+        "state error naming the rename",
+        Duration::from_secs(20),
+        |c| {
+            c.text("SELECT detail FROM public_old.ingest_status()")
+                .is_some_and(|d| d.contains("renamed"))
+        },
+    );
+    let _ = mon.query("SELECT * FROM public_old.ingest_status()", &[]);
+    let _ = adm.query("SELECT public_old.ingest_resume()", &[]);
+    let _ = c.client().batch_execute("DROP EXTENSION ecommerce_ingest");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !is_superuser(&mut c, "appowner"),
+        "appowner became a superuser"
+    );
+    let ran = c.int("SELECT count(*) FROM public.trap_log");
+    assert_eq!(ran, 0, "superuser code read the look-alike views");
+    // A superuser puts things right: ingestion goes on, b.csv included, once.
+    c.execute(
+        "DROP SCHEMA public CASCADE; ALTER SCHEMA public_old RENAME TO public;
+         ALTER SCHEMA public OWNER TO postgres;",
+    );
+    c.wait_files_done(2, Duration::from_secs(30));
+    assert_eq!(c.event_count(), 10);
+    assert_eq!(c.status().state, "running");
+    // And a new installation in a database whose public a non-superuser owns is refused.
+    c.execute("CREATE DATABASE other OWNER appowner");
+    let mut other = c.connect_to("other");
+    let err = expect_db_error(
+        other.batch_execute("CREATE EXTENSION ecommerce_ingest"),
+        "CREATE EXTENSION in a database a non-superuser owns",
+    );
+    assert!(err.contains("not a superuser"), "{err}");
+}
+
+#[test]
+fn drop_extension_runs_no_code_of_others_even_where_the_extension_is_missing() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    c.execute("CREATE ROLE appowner LOGIN; CREATE DATABASE evildb OWNER appowner;");
+    let mut owner = c
+        .try_connect_to("evildb", "appowner")
+        .expect("connect to evildb");
+    owner
+        .batch_execute(&format!(
+            "{TRAPS}
+             CREATE FUNCTION public.imm() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN PERFORM public.trap('immutable'); RETURN true; END $$;
+             CREATE VIEW public.user_events AS SELECT 1 AS x WHERE public.imm();"
+        ))
+        .expect("appowner's traps in evildb");
+    let mut sup = c.connect_to("evildb");
+    sup.batch_execute("DROP EXTENSION IF EXISTS ecommerce_ingest")
+        .unwrap();
+    let _ = sup.batch_execute("DROP EXTENSION ecommerce_ingest");
+    assert!(
+        !is_superuser(&mut c, "appowner"),
+        "appowner became a superuser"
+    );
+    let ran: i64 = sup
+        .query_one(
+            "SELECT count(*) FROM public.trap_log WHERE who <> 'appowner'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ran, 0);
+}
+
+#[test]
+fn a_table_owner_who_turns_user_events_into_a_view_gains_nothing_from_drop_extension() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let mut owner = database_owner(&mut c);
+    c.execute("ALTER TABLE user_events OWNER TO appowner");
+    owner
+        .batch_execute(
+            "CREATE FUNCTION public.trap_true() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.trap('rule'); RETURN true; END $$;
+             ALTER TABLE public.user_events DROP CONSTRAINT user_events_pkey;
+             CREATE RULE \"_RETURN\" AS ON SELECT TO public.user_events DO INSTEAD
+                SELECT NULL::bigint AS event_id, NULL::varchar(50) AS user_id,
+                       NULL::varchar(20) AS event_type, NULL::varchar(50) AS product_id,
+                       NULL::varchar(200) AS product_name, NULL::varchar(100) AS product_category,
+                       NULL::numeric(10,2) AS price, NULL::timestamptz AS event_timestamp,
+                       NULL::varchar(100) AS session_id, NULL::varchar(50) AS device_type,
+                       NULL::timestamptz AS inserted_at, NULL::integer AS source_file_id,
+                       NULL::bigint AS source_line
+                 WHERE public.trap_true();",
+        )
+        .expect("appowner turns its table into a view");
+    let err = expect_db_error(
+        c.client().batch_execute("DROP EXTENSION ecommerce_ingest"),
+        "DROP EXTENSION over a view",
+    );
+    println!("{err}");
+    assert!(err.contains("no longer a table"), "{err}");
+    assert!(
+        !is_superuser(&mut c, "appowner"),
+        "appowner became a superuser"
+    );
+    assert!(
+        trap_log(&mut c).iter().all(|(who, _)| who == "appowner"),
+        "{:?}",
+        trap_log(&mut c)
+    );
+}
+
+#[test]
+fn nobody_can_stall_the_worker_with_an_advisory_lock_and_status_answers_under_locks() {
+    let mut c = Cluster::start(ClusterOptions::with_conf(&[
+        "ecommerce_ingest.file_pattern = '*'",
+    ]));
+    c.execute("CREATE ROLE nobody LOGIN");
+    let mut nobody = c.connect_as("nobody");
+    // The key 0.1.0 used to order chunks with DROP EXTENSION.
+    nobody
+        .batch_execute("SELECT pg_advisory_lock(7305805536302559843)")
+        .unwrap();
+    c.write_file_atomic("a.csv", &gen_file(30, 5));
+    c.wait_files_done(1, Duration::from_secs(30));
+    // The default archive and failed folders inside the input folder are not input.
+    c.reload(&[("ecommerce_ingest.processed_action", "archive")]);
+    c.write_file_atomic("b.csv", &gen_file(31, 5));
+    c.wait_for("b.csv archived", Duration::from_secs(20), |c| {
+        c.input_dir().join("archive/b.csv").exists()
+    });
+    c.full_trigger();
+    assert_eq!(
+        c.int("SELECT count(*) FROM ingest_files WHERE status <> 'done'"),
+        0
+    );
+    // A superuser's ACCESS EXCLUSIVE lock on the extension's own table: ingest_status()
+    // still answers, and says what the worker waits for.
+    let mut locker = c.connect_to("postgres");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE ingest_control IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    c.write_file_atomic("c.csv", &gen_file(32, 5));
+    let t = std::time::Instant::now();
+    let s = c.status();
+    println!("{:?} {s:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "ingest_status() took {:?}",
+        t.elapsed()
+    );
+    c.wait_for("waiting_for_lock", Duration::from_secs(10), |c| {
+        c.status().state == "waiting_for_lock"
+    });
+    locker.batch_execute("COMMIT").unwrap();
+    c.wait_files_done(3, Duration::from_secs(30));
 }

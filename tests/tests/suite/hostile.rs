@@ -676,8 +676,8 @@ fn hostile_files_each_get_their_exact_outcome_and_the_worker_keeps_going() {
     println!("{s:#?}");
     let failed = c.int("SELECT count(*) FROM ingest_files WHERE status IN ('failed', 'changed')");
     assert_eq!(
-        failed, 6,
-        "latin1_header, binary, x, fifo, link failed; recreated changed"
+        failed, 7,
+        "latin1_header, binary, empty, x, fifo, link failed; recreated changed"
     );
     assert_eq!(s.files_failed, failed);
     assert_eq!(s.rows_ingested, c.event_count());
