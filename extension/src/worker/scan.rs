@@ -8,6 +8,7 @@ use ecommerce_events::{
     classify, dir_mtime_ns, list_dir, sort_oldest_first, Candidate, EntryKind, FilePattern,
 };
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 /// How often a folder whose mtime changed is rescanned in full although notifications work.
@@ -15,10 +16,28 @@ const SAFETY_RESCAN_EVERY: Duration = Duration::from_secs(60);
 
 impl Worker {
     fn ensure_watcher(&mut self, dir: &std::path::Path) {
-        if self.watcher.as_ref().is_some_and(|w| w.dir == dir) {
+        // The same path may now be another folder (deleted and made again, remounted): the old
+        // watch would hear nothing. Compared at every trigger, so at worst one trigger interval.
+        let identity = std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+        if self
+            .watcher
+            .as_ref()
+            .is_some_and(|w| w.dir == dir && Some(w.identity) == identity)
+        {
             return;
         }
-        self.watcher = None;
+        if self.watcher.take().is_some_and(|w| w.dir == dir) {
+            // Files may have arrived in the new folder unheard: list it whole.
+            self.scanned = None;
+            self.say(
+                Topic::Watch,
+                format!(
+                    "the input folder {} was replaced; watching the new one",
+                    dir.display()
+                ),
+                false,
+            );
+        }
         match watch::Watcher::new(dir) {
             Ok(w) => {
                 self.watcher = Some(w);

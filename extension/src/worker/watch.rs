@@ -7,6 +7,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,9 @@ pub struct Watcher {
     read_end: OwnedFd,
     inbox: Arc<Mutex<Inbox>>,
     pub dir: PathBuf,
+    /// The folder's device and inode when the watch began: another folder created at the same
+    /// path (deleted and made again, a volume mounted over it) is not watched by this one.
+    pub identity: (u64, u64),
 }
 
 /// Events that may mean a file to ingest appeared or grew. Our own reads, deletes and moves
@@ -75,6 +79,8 @@ impl Drop for BlockAllSignals {
 pub enum WatchError {
     /// The pipe that wakes the worker could not be made.
     Pipe(std::io::Error),
+    /// The folder cannot be looked at.
+    Folder(std::io::Error),
     /// inotify refused (no more watches, an unsupported file system...).
     Notify(notify::Error),
 }
@@ -83,6 +89,7 @@ impl std::fmt::Display for WatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WatchError::Pipe(e) => write!(f, "pipe2: {e}"),
+            WatchError::Folder(e) => e.fmt(f),
             WatchError::Notify(e) => e.fmt(f),
         }
     }
@@ -98,8 +105,11 @@ impl Watcher {
         // SAFETY: both descriptors were just created and are owned by nothing else.
         let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
         let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        let md = std::fs::metadata(dir).map_err(WatchError::Folder)?;
+        let identity = (md.dev(), md.ino());
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let seen = Arc::clone(&inbox);
+        let watched = dir.to_path_buf();
         // The notification thread must never run a signal handler (those call PostgreSQL):
         // it is created with every signal blocked, and inherits that mask.
         let blocked = BlockAllSignals::new();
@@ -107,7 +117,8 @@ impl Watcher {
             let wake = match &res {
                 Ok(ev) => {
                     let mut inbox = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    if ev.need_rescan() {
+                    // The folder itself removed, moved or unmounted: the watch is gone with it.
+                    if ev.need_rescan() || ev.paths.iter().any(|p| *p == watched) {
                         inbox.rescan = true;
                     }
                     for p in &ev.paths {
@@ -120,7 +131,7 @@ impl Watcher {
                             None => {}
                         }
                     }
-                    ev.need_rescan() || interesting(ev)
+                    ev.need_rescan() || interesting(ev) || ev.paths.iter().any(|p| *p == watched)
                 }
                 Err(_) => {
                     seen.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
@@ -144,6 +155,7 @@ impl Watcher {
             read_end,
             inbox,
             dir: dir.to_path_buf(),
+            identity,
         })
     }
 

@@ -30,15 +30,29 @@ fn pause_mid_file(c: &mut Cluster, file: &str, chunks: i64) -> i64 {
     c.wait_for("the worker paused", Duration::from_secs(20), |c| {
         c.status().state == "paused"
     });
+    // The state says paused at once, but a chunk in flight still commits: wait until the
+    // ledger row stays the same.
+    let committed = |c: &mut Cluster| {
+        c.int(&format!(
+            "SELECT committed_line FROM ingest_ledger WHERE file_name = {}",
+            lit(file)
+        ))
+    };
+    let mut line = committed(c);
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = committed(c);
+        if now == line {
+            break;
+        }
+        line = now;
+    }
     assert_eq!(
         file_status(c, file).as_deref(),
         Some("ingesting"),
         "{file} should be half ingested (make it bigger?)"
     );
-    c.int(&format!(
-        "SELECT committed_line FROM ingest_ledger WHERE file_name = {}",
-        lit(file)
-    ))
+    line
 }
 
 fn rows_before(exp: &Expected, line: i64) -> Vec<EventRow> {
