@@ -118,7 +118,14 @@ impl Watcher {
                 Ok(ev) => {
                     let mut inbox = seen.lock().unwrap_or_else(|p| p.into_inner());
                     // The folder itself removed, moved or unmounted: the watch is gone with it.
-                    if ev.need_rescan() || ev.paths.iter().any(|p| *p == watched) {
+                    // (Not its opening or reading: listing it must not wake the worker again.)
+                    let folder_gone = matches!(
+                        ev.kind,
+                        EventKind::Remove(_)
+                            | EventKind::Modify(ModifyKind::Name(_))
+                            | EventKind::Other
+                    ) && ev.paths.iter().any(|p| *p == watched);
+                    if ev.need_rescan() || folder_gone {
                         inbox.rescan = true;
                     }
                     for p in &ev.paths {
@@ -131,7 +138,7 @@ impl Watcher {
                             None => {}
                         }
                     }
-                    ev.need_rescan() || interesting(ev) || ev.paths.iter().any(|p| *p == watched)
+                    ev.need_rescan() || interesting(ev) || folder_gone
                 }
                 Err(_) => {
                     seen.lock().unwrap_or_else(|p| p.into_inner()).rescan = true;
