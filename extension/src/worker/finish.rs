@@ -9,6 +9,7 @@ use crate::shared::{WorkerState, STATUS};
 use ecommerce_events::ledger::{hash_hex, Entry, FileStatus, Update};
 use ecommerce_events::plan::{vanished, Seen, Vanished};
 use ecommerce_events::Candidate;
+use pgrx::pg_sys;
 use std::os::unix::fs::MetadataExt;
 
 impl Worker {
@@ -135,6 +136,12 @@ impl Worker {
     /// a file it did not judge). A failure is logged once per folder (not per file) and makes
     /// the state `degraded` until an action succeeds there again.
     fn act(&mut self, st: &Settings, cand: &Candidate, act: Act) {
+        // The commit that recorded the file must be on disk before the file can go: with
+        // synchronous_commit = off it may not be yet, and a crash would lose the rows and the
+        // file. (XactLastCommitEnd: this process's last commit, the file's or a later one.)
+        // SAFETY: on the worker's thread, outside any critical section; XLogFlush returns at
+        // once when the WAL is already flushed that far.
+        unsafe { pg_sys::XLogFlush(pg_sys::XactLastCommitEnd) };
         let name = cand.name.as_str();
         let src = st.input_dir.join(name);
         self.action_retry.remove(name);

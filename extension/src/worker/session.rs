@@ -138,9 +138,8 @@ fn restore_session_user() {
 }
 
 /// Pins the settings above for the rest of the session (a later reload of postgresql.conf does
-/// not undo a session-level setting). `synchronous_commit = off` is raised to `on`: a file is
-/// archived or deleted right after its commit, and must not outlive a commit that a crash
-/// could lose.
+/// not undo a session-level setting). `synchronous_commit` keeps the server's value: a file is
+/// archived or deleted only once its commit is flushed (finish.rs), whatever the setting.
 pub fn pin() -> Result<(), super::txn::DbError> {
     super::txn::transaction(|| {
         // search_path first: the query below must resolve nothing in a user's schema.
@@ -161,9 +160,6 @@ pub fn pin() -> Result<(), super::txn::DbError> {
         for p in PINNED {
             set(p.name, p.value);
             pgrx::debug1!("ecommerce_ingest: {} = '{}' ({})", p.name, p.value, p.why);
-        }
-        if crate::settings::server_setting("synchronous_commit").as_deref() == Some("off") {
-            set("synchronous_commit", "on");
         }
     })
 }
