@@ -10,7 +10,8 @@ use pgrx::prelude::*;
 /// owner) and whether that owner is a superuser. No row: the extension does not exist.
 /// Every name is qualified: this runs before anything else is trusted.
 const SCHEMA_OF_EXTENSION: &str = "
-SELECT n.nspname::pg_catalog.text, r.rolname::pg_catalog.text, r.rolsuper
+SELECT n.nspname::pg_catalog.text, r.rolname::pg_catalog.text, r.rolsuper,
+       e.oid::pg_catalog.int8, e.extversion::pg_catalog.text
   FROM pg_catalog.pg_extension e
   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) CASE
@@ -31,18 +32,33 @@ pub enum Schema {
     Untrusted(String),
 }
 
+/// The extension as the catalog says: its oid, the version of its SQL objects, and whether its
+/// schema can be trusted.
+pub struct Extension {
+    pub oid: i64,
+    pub version: String,
+    pub schema: Schema,
+}
+
 /// Checks the extension's schema (in the current transaction).
 pub fn extension_schema() -> Result<Schema, pgrx::spi::Error> {
+    Ok(extension()?.map_or(Schema::Missing, |e| e.schema))
+}
+
+/// The extension and its schema's check, in one catalog query (`None`: not installed).
+pub fn extension() -> Result<Option<Extension>, pgrx::spi::Error> {
     Spi::connect(|c| {
         let rows = c.select(SCHEMA_OF_EXTENSION, None, &[])?;
         if rows.is_empty() {
-            return Ok(Schema::Missing);
+            return Ok(None);
         }
         let r = rows.first();
+        let oid = r.get::<i64>(4)?.unwrap_or_default();
+        let version = r.get::<String>(5)?.unwrap_or_default();
         let name = r.get::<String>(1)?.unwrap_or_default();
         let owner = r.get::<String>(2)?.unwrap_or_default();
         let superuser = r.get::<bool>(3)?.unwrap_or(false);
-        Ok(if name != "public" {
+        let schema = if name != "public" {
             Schema::Untrusted(format!(
                 "the extension's schema was renamed from public to {name:?}: its superuser code refuses to read tables through a name another role may have taken; a superuser must rename it back (ALTER SCHEMA {name} RENAME TO public)"
             ))
@@ -52,6 +68,11 @@ pub fn extension_schema() -> Result<Schema, pgrx::spi::Error> {
             ))
         } else {
             Schema::Trusted
-        })
+        };
+        Ok(Some(Extension {
+            oid,
+            version,
+            schema,
+        }))
     })
 }

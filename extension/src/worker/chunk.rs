@@ -143,17 +143,10 @@ pub struct Opened {
     pub raw: RawSource,
 }
 
-/// The start of every ingesting transaction: how long it may wait for a lock, the lock that
-/// orders it with DROP EXTENSION, and the paused flag (true: write nothing).
-pub fn preamble(client: &mut SpiClient<'_>, st: &Settings) -> Result<bool, ChunkError> {
-    // A lock held by another session (LOCK TABLE, a long ALTER TABLE) must not keep the worker
-    // blind: after lock_timeout the chunk rolls back (SQLSTATE 55P03), the worker looks at the
-    // folder again (files_pending, lag) and retries at once (see outcome.rs).
-    client.update(
-        sql::SET_LOCK_TIMEOUT,
-        None,
-        &[format!("{}ms", st.lock_timeout.as_millis()).into()],
-    )?;
+/// The start of every ingesting transaction: the lock that orders it with DROP EXTENSION, and
+/// the paused flag (true: write nothing).
+pub fn preamble(client: &mut SpiClient<'_>) -> Result<bool, ChunkError> {
+    // (A lock held by another session gives up after lock_timeout: see entry.rs.)
     client.update(sql::FIRST_LOCK, None, &[])?;
     Ok(client
         .select(sql::PAUSED, None, &[])?

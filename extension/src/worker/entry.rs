@@ -73,12 +73,30 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
             }
         }
         let st = Settings::read();
+        w.apply_lock_timeout(&st);
         let next = w.trigger(&st, reason);
         reason = w.wait(&st, &next);
     }
 }
 
 impl Worker {
+    /// How long any of the worker's statements waits for a lock another session holds:
+    /// `ecommerce_ingest.lock_timeout`, for the session (set again after a reload changes it).
+    /// A transaction that gives up rolls back and is retried; meanwhile the status says
+    /// waiting_for_lock (see outcome.rs).
+    fn apply_lock_timeout(&mut self, st: &Settings) {
+        if self.lock_timeout == Some(st.lock_timeout) {
+            return;
+        }
+        crate::guc::set(
+            "lock_timeout",
+            &format!("{}ms", st.lock_timeout.as_millis()),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucAction::GUC_ACTION_SET,
+        );
+        self.lock_timeout = Some(st.lock_timeout);
+    }
+
     /// Waits for the next reason to run a trigger: at once for a backlog; otherwise the latch
     /// (ingest_trigger(), a signal), a notification from the watcher's pipe, `next.wake_in` or
     /// the trigger interval, whichever comes first.

@@ -134,7 +134,7 @@ pub fn ingest_file(
         let chunk_no = entry.as_ref().map_or(0, |e| e.chunks);
         let step = transaction(|| {
             Spi::connect_mut(|client| {
-                if preamble(client, st)? {
+                if preamble(client)? {
                     return Ok(ChunkStep::Paused);
                 }
                 let c = chunk_body(
@@ -234,7 +234,7 @@ pub fn ingest_group(
     }
     let result = transaction(|| {
         Spi::connect_mut(|client| {
-            if preamble(client, st)? {
+            if preamble(client)? {
                 return Ok(None);
             }
             let mut steps = Vec::with_capacity(members.len());

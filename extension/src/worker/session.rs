@@ -52,7 +52,7 @@ const PINNED: &[Pinned] = &[
     Pinned {
         name: "lock_timeout",
         value: "0",
-        why: "each chunk sets its own, ecommerce_ingest.lock_timeout (then waiting_for_lock)",
+        why: "then set to ecommerce_ingest.lock_timeout (entry.rs; then waiting_for_lock)",
     },
     Pinned {
         name: "idle_in_transaction_session_timeout",

@@ -4,10 +4,6 @@
 //! `pg_catalog, pg_temp` (session.rs), so no object or operator a database owner creates can
 //! be picked up by the worker, which runs as a superuser.
 
-/// The extension's oid and the version of its SQL objects (no row: not created).
-pub const EXTENSION: &str = "SELECT oid::pg_catalog.int8, extversion::pg_catalog.text
-  FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'ecommerce_ingest'";
-
 /// Folders of tablespaces other than pg_default and pg_global (which live in the data directory).
 pub const TABLESPACES: &str =
     "SELECT spcname::pg_catalog.text, pg_catalog.pg_tablespace_location(oid)
@@ -19,9 +15,6 @@ pub const TABLESPACES: &str =
 /// opposite orders. (A table lock, not an advisory one: any role could take an advisory lock and
 /// stall the worker; this one needs a privilege on the table.)
 pub const FIRST_LOCK: &str = "LOCK TABLE public.ingest_control IN ACCESS SHARE MODE";
-
-/// How long the current transaction may wait for any lock.
-pub const SET_LOCK_TIMEOUT: &str = "SELECT pg_catalog.set_config('lock_timeout', $1, true)";
 
 /// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
 pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";

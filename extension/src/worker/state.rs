@@ -142,6 +142,8 @@ pub struct Worker {
     pub active: HashSet<String>,
     /// The thread that reads and encodes files ahead of the database work.
     pub pipeline: Option<Pipeline>,
+    /// The session's lock_timeout, as last set (see entry.rs).
+    pub lock_timeout: Option<Duration>,
     /// This trigger gave up waiting for a lock (the status says waiting_for_lock until a
     /// trigger gets through).
     pub blocked: bool,

@@ -50,7 +50,7 @@ impl Worker {
             mut paused,
             loaded_now,
             tablespaces,
-        } = match self.probe(st) {
+        } = match self.probe() {
             Ok(p) => p,
             Err(next) => return next,
         };
@@ -137,7 +137,7 @@ impl Worker {
     /// Checks that the extension exists at this library's version, reads the paused flag and
     /// the tablespaces, and (re)loads the ledger when it is new or changed. `Err`: what to do
     /// instead of a trigger.
-    fn probe(&mut self, st: &Settings) -> Result<Probe, Next> {
+    fn probe(&mut self) -> Result<Probe, Next> {
         let generation = STATUS.share().ledger_generation;
         let stale_key = if self.ledger.is_none() {
             (-1, u64::MAX)
@@ -146,21 +146,14 @@ impl Worker {
         };
         let probe = transaction(|| {
             Spi::connect_mut(|c| {
-                // A lock held by another session must not block the probe for ever either.
-                c.update(
-                    sql::SET_LOCK_TIMEOUT,
-                    None,
-                    &[format!("{}ms", st.lock_timeout.as_millis()).into()],
-                )?;
-                let ext = c.select(sql::EXTENSION, None, &[])?;
-                if ext.is_empty() {
+                // (A lock held by another session cannot block it for ever: the session's
+                // lock_timeout is ecommerce_ingest.lock_timeout, see entry.rs.)
+                let Some(ext) = trust::extension()? else {
                     return Ok(ProbeRow::Missing);
-                }
-                let row = ext.first();
-                let oid = row.get::<i64>(1)?.unwrap_or_default();
-                let version = row.get::<String>(2)?.unwrap_or_default();
+                };
+                let (oid, version) = (ext.oid, ext.version);
                 // Nothing is read through the schema before it is known to be trustworthy.
-                if let Schema::Untrusted(why) = trust::extension_schema()? {
+                if let Schema::Untrusted(why) = ext.schema {
                     return Ok(ProbeRow::Untrusted(why));
                 }
                 if version != env!("CARGO_PKG_VERSION") {

@@ -124,7 +124,7 @@ impl Watcher {
                         EventKind::Remove(_)
                             | EventKind::Modify(ModifyKind::Name(_))
                             | EventKind::Other
-                    ) && ev.paths.iter().any(|p| *p == watched);
+                    ) && ev.paths.contains(&watched);
                     if ev.need_rescan() || folder_gone {
                         inbox.rescan = true;
                     }
