@@ -22,7 +22,7 @@ impl Worker {
         if self
             .watcher
             .as_ref()
-            .is_some_and(|w| w.dir == dir && Some(w.identity) == identity)
+            .is_some_and(|w| w.dir == dir && Some(w.identity) == identity && !w.is_lost())
         {
             return;
         }

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the notification thread saw since the last look.
@@ -28,6 +29,9 @@ pub struct Watcher {
     /// The folder's device and inode when the watch began: another folder created at the same
     /// path (deleted and made again, a volume mounted over it) is not watched by this one.
     pub identity: (u64, u64),
+    /// The watched folder was removed, moved or unmounted (its inode may be reused by a new
+    /// folder at the same path, so the identity alone cannot tell).
+    lost: Arc<AtomicBool>,
 }
 
 /// Events that may mean a file to ingest appeared or grew. Our own reads, deletes and moves
@@ -110,6 +114,8 @@ impl Watcher {
         let inbox = Arc::new(Mutex::new(Inbox::default()));
         let seen = Arc::clone(&inbox);
         let watched = dir.to_path_buf();
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_seen = Arc::clone(&lost);
         // The notification thread must never run a signal handler (those call PostgreSQL):
         // it is created with every signal blocked, and inherits that mask.
         let blocked = BlockAllSignals::new();
@@ -125,6 +131,9 @@ impl Watcher {
                             | EventKind::Modify(ModifyKind::Name(_))
                             | EventKind::Other
                     ) && ev.paths.contains(&watched);
+                    if folder_gone {
+                        lost_seen.store(true, Ordering::Relaxed);
+                    }
                     if ev.need_rescan() || folder_gone {
                         inbox.rescan = true;
                     }
@@ -163,7 +172,13 @@ impl Watcher {
             inbox,
             dir: dir.to_path_buf(),
             identity,
+            lost,
         })
+    }
+
+    /// The watched folder itself went away: this watch hears nothing any more.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
     }
 
     pub fn fd(&self) -> RawFd {
