@@ -90,7 +90,7 @@ impl PrefixHasher {
 
 /// Why a file is not the one whose first bytes were committed: resuming it would append another
 /// file's rows to the committed ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
     /// The file is now shorter than the committed offset.
     Shorter { committed: u64, size: u64 },
@@ -100,11 +100,14 @@ pub enum Changed {
         expected: u64,
         found: u64,
     },
+    /// A pipeline's file (see `ingest_core::rows`): its reader's own words.
+    Other(String),
 }
 
 impl fmt::Display for Changed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Changed::Other(ref s) => f.write_str(s),
             Changed::Shorter { committed, size } => write!(
                 f,
                 "the file changed since rows up to byte {committed} were committed: it is now \

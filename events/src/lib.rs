@@ -3,6 +3,7 @@
 
 mod feed;
 pub mod folders;
+pub mod generic;
 pub mod hash;
 pub mod header;
 pub mod ledger;

@@ -38,6 +38,51 @@ pub struct Job {
     pub batch_rows: usize,
     /// Stop after the first chunk (the job ends with its [`Piece::ChunkEnd`]).
     pub one_chunk: bool,
+    /// A pipeline's file (any format, into any table) rather than an events file: how to read
+    /// it and the target's columns. Its rows come as [`Piece::TextBatch`]es.
+    pub generic: Option<Arc<GenericJob>>,
+}
+
+/// How to read a pipeline's files: its options (format, compression, mapping) and its target
+/// table's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenericJob {
+    pub options: ingest_core::options::PipelineOptions,
+    pub columns: Vec<ingest_core::mapping::TargetColumn>,
+}
+
+/// A pipeline's valid rows in COPY text format, all for the same column list: each row's end in
+/// `data`, its line, and its raw text (for a row the database refuses).
+pub struct TextRows {
+    pub columns: Arc<[String]>,
+    pub data: Vec<u8>,
+    pub ends: Vec<usize>,
+    pub lines: Vec<u64>,
+    pub raws: Vec<String>,
+}
+
+impl TextRows {
+    pub fn new(columns: Arc<[String]>) -> TextRows {
+        TextRows {
+            columns,
+            data: Vec::new(),
+            ends: Vec::new(),
+            lines: Vec::new(),
+            raws: Vec::new(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    /// The bytes of rows `from..to`.
+    pub fn slice(&self, from: usize, to: usize) -> &[u8] {
+        let start = if from == 0 { 0 } else { self.ends[from - 1] };
+        let end = if to == 0 { 0 } else { self.ends[to - 1] };
+        &self.data[start..end]
+    }
 }
 
 /// Valid rows, encoded for COPY with `source_file_id` 0 (set it with
@@ -70,7 +115,7 @@ impl Rows {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
     pub line: u64,
-    pub column: Option<&'static str>,
+    pub column: Option<String>,
     pub reason: String,
     pub raw: String,
 }
@@ -153,12 +198,18 @@ pub enum Piece {
     Opened {
         /// Header columns that are not in the contract (ignored).
         extra: Vec<String>,
-        /// Reads the raw text of a row again, for a row the database refuses.
-        raw: RawSource,
+        /// Reads the raw text of a row again, for a row the database refuses (an events
+        /// file; a pipeline's rows carry their raw text).
+        raw: Option<RawSource>,
     },
     OpenFailed(OpenError),
     Batch {
         rows: Rows,
+        rejects: Vec<Reject>,
+    },
+    /// A pipeline's rows (see [`Job::generic`]).
+    TextBatch {
+        rows: TextRows,
         rejects: Vec<Reject>,
     },
     ChunkEnd(ChunkEnd),
@@ -173,7 +224,7 @@ impl Piece {
         match self {
             Piece::OpenFailed(_) | Piece::ReadFailed(_) => true,
             Piece::ChunkEnd(e) => one_chunk || e.last(),
-            Piece::Opened { .. } | Piece::Batch { .. } => false,
+            Piece::Opened { .. } | Piece::Batch { .. } | Piece::TextBatch { .. } => false,
         }
     }
 }
@@ -318,6 +369,10 @@ fn run(
     if gone() {
         return;
     }
+    if let Some(g) = &job.generic {
+        crate::generic::run(job, g, &mut |p| send(p));
+        return;
+    }
     let mut reader = match EventReader::open_checked(&job.path, job.resume, job.expect_prefix) {
         Ok(r) => r.with_max_record_bytes(job.max_record_bytes),
         Err(e) => {
@@ -333,7 +388,10 @@ fn run(
         }
     };
     let extra = reader.header().extra_columns().to_vec();
-    if !send(Piece::Opened { extra, raw }) {
+    if !send(Piece::Opened {
+        extra,
+        raw: Some(raw),
+    }) {
         return;
     }
     loop {
@@ -387,7 +445,7 @@ fn chunk(
             }
             Outcome::Rejected { error, raw } => rejects.push(Reject {
                 line: rec.line,
-                column: error.column,
+                column: error.column.map(str::to_string),
                 reason: error.message,
                 raw,
             }),
@@ -463,6 +521,7 @@ mod tests {
             chunk_bytes: u64::MAX,
             batch_rows: 1000,
             one_chunk: false,
+            generic: None,
         }
     }
 
@@ -473,6 +532,10 @@ mod tests {
             match piece {
                 Piece::Opened { .. } => opened = true,
                 Piece::Batch { rows, rejects: r } => {
+                    valid += rows.len() as u64;
+                    rejects.extend(r);
+                }
+                Piece::TextBatch { rows, rejects: r } => {
                     valid += rows.len() as u64;
                     rejects.extend(r);
                 }
@@ -499,7 +562,7 @@ mod tests {
         assert_eq!(valid, 2250);
         assert_eq!(rejects.len(), 250);
         assert_eq!(rejects[0].line, 11);
-        assert_eq!(rejects[0].column, Some("event_type"));
+        assert_eq!(rejects[0].column.as_deref(), Some("event_type"));
         assert!(rejects[0].raw.starts_with("u9,VIEW,"));
         // Chunks follow each other without gaps, and the last one reaches the end.
         let size = std::fs::metadata(&a).unwrap().len();
@@ -606,7 +669,7 @@ mod tests {
         };
         drop(p);
         let (s, e) = rows.spans[1];
-        assert_eq!(raw.text(s, e), line(1).trim_end());
+        assert_eq!(raw.unwrap().text(s, e), line(1).trim_end());
     }
 
     fn xxh3(bytes: &[u8]) -> u64 {

@@ -45,6 +45,9 @@ pub enum OpenError {
     Header(HeaderError),
     /// Resuming: the file is no longer the one whose first bytes were committed.
     Changed(Changed),
+    /// A pipeline's file cannot be read as its pipeline says (no usable header, columns that do
+    /// not fit the table, a corrupt archive): it fails as a whole.
+    Refused(String),
 }
 
 impl fmt::Display for OpenError {
@@ -58,6 +61,7 @@ impl fmt::Display for OpenError {
             OpenError::NotRegular(kind) => write!(f, "not a regular file ({kind}); never read"),
             OpenError::Header(e) => e.fmt(f),
             OpenError::Changed(c) => c.fmt(f),
+            OpenError::Refused(s) => f.write_str(s),
         }
     }
 }

@@ -38,9 +38,10 @@ pub struct Listing {
     pub skipped: Vec<Skipped>,
 }
 
-/// A compiled `file_pattern` (shell syntax: `*`, `?`, `[abc]`).
+/// A compiled `file_pattern` (shell syntax: `*`, `?`, `[abc]`); several patterns separated by
+/// commas match a name that any of them matches (`*.csv,*.csv.gz`).
 #[derive(Debug, Clone)]
-pub struct FilePattern(glob::Pattern);
+pub struct FilePattern(Vec<glob::Pattern>);
 
 /// Why a file pattern is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,23 +83,26 @@ impl FilePattern {
         if p.contains('/') {
             return Err(PatternError::Slash);
         }
-        glob::Pattern::new(p)
-            .map(FilePattern)
-            .map_err(|e| PatternError::Syntax {
-                pattern: p.to_string(),
-                position: e.pos,
-                reason: e.msg,
+        p.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|one| {
+                glob::Pattern::new(one).map_err(|e| PatternError::Syntax {
+                    pattern: one.to_string(),
+                    position: e.pos,
+                    reason: e.msg,
+                })
             })
+            .collect::<Result<Vec<_>, _>>()
+            .map(FilePattern)
     }
     pub fn matches(&self, name: &str) -> bool {
-        self.0.matches_with(
-            name,
-            glob::MatchOptions {
-                case_sensitive: true,
-                require_literal_separator: true,
-                require_literal_leading_dot: true,
-            },
-        )
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
+        self.0.iter().any(|p| p.matches_with(name, opts))
     }
 }
 

@@ -193,6 +193,11 @@ fn file_patterns() {
     assert!(!q.matches("events_1.csv"));
     let r = FilePattern::new("[ab]*.csv").unwrap();
     assert!(r.matches("a1.csv") && r.matches("b.csv") && !r.matches("c.csv"));
+    // Several patterns, separated by commas: any of them.
+    let l = FilePattern::new("*.csv, *.csv.gz,*.csv.zst").unwrap();
+    assert!(l.matches("a.csv") && l.matches("a.csv.gz") && l.matches("a.csv.zst"));
+    assert!(!l.matches("a.gz") && !l.matches("a.csv.bz2"));
+    assert!(FilePattern::new("*.csv,[").is_err());
 }
 
 #[test]

@@ -504,6 +504,7 @@ fn run_job(p: &Path, young: bool) -> (Vec<(u64, String)>, ecommerce_events::pipe
             chunk_bytes: u64::MAX,
             batch_rows: 1000,
             one_chunk: false,
+            generic: None,
         })
         .unwrap();
     let mut rejects = Vec::new();
@@ -517,6 +518,7 @@ fn run_job(p: &Path, young: bool) -> (Vec<(u64, String)>, ecommerce_events::pipe
             Piece::Opened { .. } => {}
             Piece::OpenFailed(e) => panic!("{e}"),
             Piece::ReadFailed(e) => panic!("{e}"),
+            Piece::TextBatch { .. } => panic!("an events job gave a pipeline's batch"),
         }
     }
     (rejects, end.expect("a chunk end"))

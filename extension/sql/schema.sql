@@ -56,7 +56,7 @@ CREATE TABLE user_events (
 COMMENT ON TABLE user_events IS 'E-commerce events ingested by ecommerce_ingest, one row per valid CSV row; source_file_id (ingest_files.file_id) and source_line say where it came from: see user_events_with_source.';
 
 CREATE TABLE ingest_ledger (
-    file_name        text PRIMARY KEY,
+    file_name        text NOT NULL,
     file_id          integer GENERATED ALWAYS AS IDENTITY UNIQUE,
     status           text NOT NULL CHECK (status IN ('ingesting', 'growing', 'done', 'failed', 'changed', 'error')),
     size             bigint NOT NULL,
@@ -77,7 +77,10 @@ CREATE TABLE ingest_ledger (
     device           bigint,
     inode            bigint,
     ctime            timestamptz,
-    prefix_hash      text
+    prefix_hash      text,
+    -- The pipeline the file belongs to ('events': the events pipeline of postgresql.conf).
+    pipeline         text NOT NULL DEFAULT 'events',
+    CONSTRAINT ingest_ledger_pkey PRIMARY KEY (pipeline, file_name)
 );
 COMMENT ON TABLE ingest_ledger IS 'One row per input file: how far it was ingested. Written in the same transaction as the rows.';
 
@@ -91,7 +94,8 @@ CREATE TABLE ingest_chunks (
     rows_ok       bigint NOT NULL,
     rows_rejected bigint NOT NULL,
     committed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (file_name, chunk_no)
+    pipeline      text NOT NULL DEFAULT 'events',
+    CONSTRAINT ingest_chunks_pkey PRIMARY KEY (pipeline, file_name, chunk_no)
 );
 
 CREATE TABLE ingest_rejected (
@@ -101,9 +105,10 @@ CREATE TABLE ingest_rejected (
     column_name text,
     reason      text NOT NULL,
     raw_text    text,
-    rejected_at timestamptz NOT NULL DEFAULT now()
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    pipeline    text NOT NULL DEFAULT 'events'
 );
-CREATE INDEX ingest_rejected_file_idx ON ingest_rejected (file_name, line_number);
+CREATE INDEX ingest_rejected_file_idx ON ingest_rejected (pipeline, file_name, line_number);
 
 CREATE TABLE ingest_batch_log (
     batch_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -114,7 +119,8 @@ CREATE TABLE ingest_batch_log (
     rows            bigint NOT NULL,
     rejected        bigint NOT NULL,
     duration_ms     double precision NOT NULL,
-    rows_per_second double precision
+    rows_per_second double precision,
+    pipeline        text NOT NULL DEFAULT 'events'
 );
 
 CREATE TABLE ingest_control (
@@ -127,6 +133,23 @@ CREATE TABLE ingest_control (
 );
 -- No row until the first ingest_pause(): no row means running (and pg_dump can restore the row).
 
+-- Pipelines other than the events pipeline: a folder into a table of the user's choosing
+-- (ingest_create_pipeline()). Rows go in with the privileges of `owner`, who created it.
+CREATE TABLE ingest_pipelines (
+    pipeline_name text PRIMARY KEY
+        CHECK (pipeline_name ~ '^[a-z_][a-z0-9_]{0,62}$' AND pipeline_name <> 'events'),
+    owner         regrole NOT NULL,
+    target        regclass NOT NULL,
+    input_dir     text NOT NULL,
+    format        text NOT NULL CHECK (format IN ('csv', 'tsv', 'ndjson')),
+    options       jsonb NOT NULL DEFAULT '{}',
+    paused        boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    changed_at    timestamptz NOT NULL DEFAULT now(),
+    changed_by    text NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE ingest_pipelines IS 'One row per pipeline besides events: its folder, target table, format, options and owner.';
+
 -- pg_dump keeps the data of these tables (the extension's own objects are recreated by CREATE EXTENSION).
 SELECT pg_catalog.pg_extension_config_dump('user_events', '');
 SELECT pg_catalog.pg_extension_config_dump('user_events_event_id_seq', '');
@@ -138,10 +161,12 @@ SELECT pg_catalog.pg_extension_config_dump('ingest_rejected_reject_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_batch_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_batch_log_batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_control', '');
+SELECT pg_catalog.pg_extension_config_dump('ingest_pipelines', '');
 
 CREATE VIEW ingest_files AS
     SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,
-           committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at
+           committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at,
+           pipeline
       FROM ingest_ledger;
 COMMENT ON VIEW ingest_files IS 'One row per input file: status, size, content hash, rows ingested and rejected, error.';
 
@@ -153,21 +178,24 @@ CREATE VIEW user_events_with_source AS
 COMMENT ON VIEW user_events_with_source IS 'user_events plus source_file, the name of the file each row came from.';
 
 CREATE VIEW ingest_file_chunks AS
-    SELECT file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected, committed_at
+    SELECT file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected, committed_at,
+           pipeline
       FROM ingest_chunks;
 
 CREATE VIEW ingest_rejects AS
-    SELECT reject_id, file_name, line_number, column_name, reason, raw_text, rejected_at
+    SELECT reject_id, file_name, line_number, column_name, reason, raw_text, rejected_at, pipeline
       FROM ingest_rejected;
 COMMENT ON VIEW ingest_rejects IS 'Every rejected row with its file, line, column and the reason.';
 
 CREATE VIEW ingest_batches AS
     SELECT batch_id, started_at, finished_at, trigger, files, rows, rejected,
-           round(duration_ms::numeric, 3) AS duration_ms, round(rows_per_second::numeric, 1) AS rows_per_second
+           round(duration_ms::numeric, 3) AS duration_ms, round(rows_per_second::numeric, 1) AS rows_per_second,
+           pipeline
       FROM ingest_batch_log;
 COMMENT ON VIEW ingest_batches IS 'One row per trigger that ingested something, like Spark''s progress report.';
 
-REVOKE ALL ON user_events, ingest_ledger, ingest_chunks, ingest_rejected, ingest_batch_log, ingest_control FROM PUBLIC;
+REVOKE ALL ON user_events, ingest_ledger, ingest_chunks, ingest_rejected, ingest_batch_log, ingest_control, ingest_pipelines FROM PUBLIC;
 REVOKE ALL ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches, user_events_with_source FROM PUBLIC;
 GRANT SELECT ON ingest_files, ingest_file_chunks, ingest_rejects, ingest_batches TO ecommerce_ingest_monitor;
+GRANT SELECT ON ingest_pipelines TO ecommerce_ingest_monitor;
 GRANT SELECT ON user_events, user_events_with_source TO ecommerce_ingest_monitor;

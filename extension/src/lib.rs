@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 mod api;
 mod drop_guard;
 mod guc;
+mod pipeline;
 mod restricted;
 mod settings;
 mod shared;

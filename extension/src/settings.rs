@@ -34,6 +34,13 @@ pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_RECORD_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Folders under which a non-superuser may create pipelines (comma-separated; empty: none).
+pub static ALLOWED_ROOTS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
+
+/// The name of the pipeline this file's settings configure (the events of docs/contract.md into
+/// user_events); every other pipeline is a row of ingest_pipelines.
+pub const EVENTS_PIPELINE: &str = "events";
 
 /// Registers the settings. `database` needs a restart, so it exists only when preloaded
 /// (PostgreSQL refuses postmaster-level settings defined later).
@@ -53,6 +60,14 @@ pub fn register(preloading: bool) {
         c"Folder the worker ingests CSV files from.",
         c"An absolute path outside the data directory, its tablespaces and configuration folders. Only a superuser can set it (postgresql.conf or ALTER SYSTEM).",
         &INPUT_DIR,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"ecommerce_ingest.allowed_roots",
+        c"Folders under which members of ecommerce_ingest_admin who are not superusers may create pipelines.",
+        c"Absolute paths separated by commas; a pipeline's folders must be inside one of them after symbolic links are resolved. Empty: only superusers create pipelines. Only a superuser can set it.",
+        &ALLOWED_ROOTS,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
@@ -186,6 +201,27 @@ pub struct Settings {
     pub min_file_age: Duration,
     pub max_record_bytes: u64,
     pub lock_timeout: Duration,
+    /// What the files hold and where their rows go.
+    pub source: Source,
+}
+
+/// What a pipeline's files hold and where their rows go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The events of docs/contract.md, into user_events (configured by this file's settings).
+    Events,
+    /// A pipeline of ingest_pipelines.
+    Pipeline(std::sync::Arc<crate::pipeline::PipelineDef>),
+}
+
+/// The folders non-superusers may use (`ecommerce_ingest.allowed_roots`), canonical.
+pub fn allowed_roots() -> Vec<PathBuf> {
+    string(&ALLOWED_ROOTS)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| s.starts_with('/'))
+        .map(|s| canonical(std::path::Path::new(s)))
+        .collect()
 }
 
 /// The data directory (the server's working directory).
@@ -231,6 +267,48 @@ impl Settings {
             min_file_age: Duration::from_millis(MIN_FILE_AGE_MS.get() as u64),
             max_record_bytes: MAX_RECORD_SIZE_KB.get() as u64 * 1024,
             lock_timeout: Duration::from_millis(LOCK_TIMEOUT_MS.get() as u64),
+            source: Source::Events,
+        }
+    }
+
+    /// A pipeline's settings: its own where it has them, this file's otherwise (the events
+    /// pipeline's pattern and processed action excepted: a pipeline's default pattern is its
+    /// format's, and its files are kept unless it says otherwise).
+    pub fn for_pipeline(def: std::sync::Arc<crate::pipeline::PipelineDef>) -> Settings {
+        use ingest_core::options::ProcessedAction as Action;
+        let base = Settings::read();
+        let o = &def.options.settings;
+        let input_dir = canonical(std::path::Path::new(&def.input_dir));
+        let dir = |s: &Option<String>, sub: &str| match s {
+            Some(s) if !s.trim().is_empty() => canonical(std::path::Path::new(s)),
+            _ => input_dir.join(sub),
+        };
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        Settings {
+            input_unset: def.input_dir.trim().is_empty(),
+            archive_dir: dir(&o.archive_dir, "archive"),
+            failed_dir: dir(&o.failed_dir, "failed"),
+            input_dir,
+            trigger_interval: ms(o.trigger_interval_ms, base.trigger_interval),
+            max_files_per_trigger: o
+                .max_files_per_trigger
+                .map_or(base.max_files_per_trigger, |v| v as usize),
+            file_pattern: o
+                .file_patterns
+                .clone()
+                .unwrap_or_else(|| ingest_core::options::default_patterns(def.options.format_name))
+                .join(","),
+            processed_action: match o.processed_action {
+                Some(Action::Archive) => ProcessedAction::Archive,
+                Some(Action::Delete) => ProcessedAction::Delete,
+                Some(Action::Keep) | None => ProcessedAction::Keep,
+            },
+            chunk_bytes: o.chunk_size_kb.map_or(base.chunk_bytes, |k| k * 1024),
+            batch_rows: o.batch_rows.map_or(base.batch_rows, |v| v as usize),
+            min_file_age: ms(o.min_file_age_ms, base.min_file_age),
+            max_record_bytes: base.max_record_bytes,
+            lock_timeout: base.lock_timeout,
+            source: Source::Pipeline(def),
         }
     }
 }

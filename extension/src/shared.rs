@@ -1,10 +1,12 @@
-//! Shared memory: the worker's live status, read by ingest_status(), and the wake-up latch.
+//! Shared memory: each pipeline worker's live status, read by ingest_status(), and its wake-up
+//! latch. One slot per pipeline: slot 0 is the events pipeline (configured in postgresql.conf);
+//! the others are handed out by the events worker when it starts a pipeline's worker.
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Set in `_PG_init` when the library is loaded through shared_preload_libraries.
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
@@ -108,12 +110,127 @@ impl Default for Status {
 // when zeroed, as PGRXSharedMemory requires.
 unsafe impl PGRXSharedMemory for Status {}
 
+/// Most pipelines with a worker at once (the events pipeline included).
+pub const MAX_PIPELINES: usize = 32;
+/// Longest pipeline name (as the catalog's CHECK allows).
+pub const NAME_LEN: usize = 64;
+
+/// A pipeline's slot: its name (empty: free) and its worker's status.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub name_len: usize,
+    pub name: [u8; NAME_LEN],
+    pub status: Status,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            name_len: 0,
+            name: [0; NAME_LEN],
+            status: Status::default(),
+        }
+    }
+}
+
+impl Slot {
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.name[..self.name_len]).unwrap_or("")
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Slots {
+    pub slots: [Slot; MAX_PIPELINES],
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            slots: [Slot::default(); MAX_PIPELINES],
+        }
+    }
+}
+
+impl Slots {
+    /// The slot of the pipeline named `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        if name == crate::settings::EVENTS_PIPELINE {
+            return Some(0);
+        }
+        (1..MAX_PIPELINES).find(|&i| self.slots[i].name_len > 0 && self.slots[i].name() == name)
+    }
+
+    /// The slot of `name`, taking a free one if it has none (`None`: all taken).
+    pub fn claim(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.find(name) {
+            return Some(i);
+        }
+        let i = (1..MAX_PIPELINES).find(|&i| self.slots[i].name_len == 0)?;
+        let n = name.len().min(NAME_LEN);
+        self.slots[i] = Slot::default();
+        self.slots[i].name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.slots[i].name_len = n;
+        Some(i)
+    }
+}
+
+// SAFETY: Slots is plain old data (see Status; the names are byte arrays), valid when zeroed.
+unsafe impl PGRXSharedMemory for Slots {}
+
 // SAFETY: the name is unique to this extension; the lock is initialised by pg_shmem_init! in
 // `init`, from _PG_init of the preloaded library, before any process uses it.
-pub static STATUS: PgLwLock<Status> = unsafe { PgLwLock::new(c"ecommerce_ingest_status") };
+pub static SLOTS: PgLwLock<Slots> = unsafe { PgLwLock::new(c"ecommerce_ingest_status") };
+
+/// This process's slot (0 for the events worker, the launcher and every other backend).
+static MY_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes this process the worker of slot `i` (a pipeline worker, at its start).
+pub fn set_my_slot(i: usize) {
+    MY_SLOT.store(i.min(MAX_PIPELINES - 1), Ordering::Relaxed);
+}
+
+pub fn my_slot() -> usize {
+    MY_SLOT.load(Ordering::Relaxed)
+}
+
+/// The status of this process's pipeline (see [`MY_SLOT`]), under the shared lock.
+pub struct MyStatus;
+
+pub static STATUS: MyStatus = MyStatus;
+
+pub struct StatusRead<'a>(pgrx::lwlock::PgLwLockShareGuard<'a, Slots>, usize);
+pub struct StatusWrite<'a>(pgrx::lwlock::PgLwLockExclusiveGuard<'a, Slots>, usize);
+
+impl std::ops::Deref for StatusRead<'_> {
+    type Target = Status;
+    fn deref(&self) -> &Status {
+        &self.0.slots[self.1].status
+    }
+}
+impl std::ops::Deref for StatusWrite<'_> {
+    type Target = Status;
+    fn deref(&self) -> &Status {
+        &self.0.slots[self.1].status
+    }
+}
+impl std::ops::DerefMut for StatusWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Status {
+        &mut self.0.slots[self.1].status
+    }
+}
+
+impl MyStatus {
+    pub fn share(&self) -> StatusRead<'static> {
+        StatusRead(SLOTS.share(), my_slot())
+    }
+    pub fn exclusive(&self) -> StatusWrite<'static> {
+        StatusWrite(SLOTS.exclusive(), my_slot())
+    }
+}
 
 pub fn init() {
-    pgrx::pg_shmem_init!(STATUS);
+    pgrx::pg_shmem_init!(SLOTS);
 }
 
 pub fn preloaded() -> bool {
@@ -154,12 +271,27 @@ fn copy_capped(buf: &mut [u8; ERR_LEN], msg: &str) -> usize {
     n
 }
 
-/// Asks the worker to run a trigger now. Returns false when no worker runs.
+/// Asks the events worker to run a trigger now. Returns false when no worker runs.
 pub fn wake_worker(trigger: bool) -> bool {
+    wake_slot(0, trigger)
+}
+
+/// Asks the worker of the pipeline named `name` to run a trigger now. Returns false when no
+/// worker runs for it.
+pub fn wake_pipeline(name: &str, trigger: bool) -> bool {
     if !preloaded() {
         return false;
     }
-    let mut s = STATUS.exclusive();
+    let slot = SLOTS.share().find(name);
+    slot.is_some_and(|i| wake_slot(i, trigger))
+}
+
+fn wake_slot(i: usize, trigger: bool) -> bool {
+    if !preloaded() {
+        return false;
+    }
+    let mut all = SLOTS.exclusive();
+    let s = &mut all.slots[i].status;
     if trigger {
         s.trigger_requested = true;
     }
@@ -177,6 +309,18 @@ pub fn wake_worker(trigger: bool) -> bool {
 pub fn wake_worker_at_commit() {
     if preloaded() {
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
+            wake_worker(true);
+        });
+    }
+}
+
+/// Wakes the worker of pipeline `name` once the current transaction commits (and the events
+/// worker, which starts and stops the pipelines' workers).
+pub fn wake_pipeline_at_commit(name: &str) {
+    if preloaded() {
+        let name = name.to_string();
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+            wake_pipeline(&name, true);
             wake_worker(true);
         });
     }

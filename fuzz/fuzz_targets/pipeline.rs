@@ -73,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
         chunk_bytes: (1 + 8 * input.knob as u64).max(file.len() as u64 / 64),
         batch_rows: 1 + (input.aux % 8) as usize,
         one_chunk: input.one_chunk(),
+        generic: None,
     };
     let mut outs: Vec<Out> = Vec::new();
     let mut ends: Vec<ChunkEnd> = Vec::new();
@@ -88,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 }
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
+                Piece::TextBatch { .. } => panic!("an events job gave a pipeline's batch"),
                 Piece::Batch { mut rows, rejects } => {
                     assert!(opened);
                     assert!(rows.len() <= job.batch_rows && rejects.len() <= job.batch_rows);

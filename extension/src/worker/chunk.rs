@@ -3,13 +3,14 @@
 //! row and the ledger row. Errors come back as [`ChunkError`] and are raised once, at the
 //! transaction's boundary, with their SQLSTATE kept.
 
-use super::copy::copy_into_user_events;
+use super::copy::{copy_from, copy_into_user_events, last_failure, Into};
 use super::ledger;
 use super::sql;
 use super::txn::{subtransaction, DbError};
-use crate::settings::Settings;
+use crate::pipeline::PipelineDef;
+use crate::settings::{Settings, Source};
 use ecommerce_events::ledger::{Entry, FileStatus, Identity, Update};
-use ecommerce_events::pipeline::{ChunkEnd, Piece, Pipeline, Rows, Ticket};
+use ecommerce_events::pipeline::{ChunkEnd, Piece, Pipeline, Rows, TextRows, Ticket};
 use ecommerce_events::{Candidate, RawSource};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -25,6 +26,8 @@ pub enum ChunkError {
     Db(DbError),
     /// The file could not be read further.
     Read(String),
+    /// The pipeline's owner may not insert into its target (any more).
+    Denied(String),
     ThreadGone,
 }
 
@@ -33,7 +36,7 @@ impl fmt::Display for ChunkError {
         match self {
             ChunkError::Spi(e) => e.fmt(f),
             ChunkError::Db(e) => e.fmt(f),
-            ChunkError::Read(m) => f.write_str(m),
+            ChunkError::Read(m) | ChunkError::Denied(m) => f.write_str(m),
             ChunkError::ThreadGone => f.write_str(THREAD_GONE),
         }
     }
@@ -51,6 +54,15 @@ impl ChunkError {
     pub fn raise(self) -> ! {
         match self {
             ChunkError::Db(e) => e.raise(),
+            ChunkError::Denied(m) => {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    m,
+                    "ecommerce_ingest",
+                )
+                .report(PgLogLevel::ERROR);
+                unreachable!("ERROR does not return")
+            }
             other => error!("{other}"),
         }
     }
@@ -88,6 +100,7 @@ impl Rejects {
                 std::mem::take(&mut self.column).into(),
                 std::mem::take(&mut self.reason).into(),
                 std::mem::take(&mut self.raw).into(),
+                super::me::pipeline().into(),
             ],
         )?;
         Ok(())
@@ -96,7 +109,11 @@ impl Rejects {
 
 /// Inserts the rows with one COPY; if the database refuses it for a row's values (a constraint
 /// or trigger), each row is retried alone and only the refused rows become rejects.
-fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> Result<i64, ChunkError> {
+fn flush_rows(
+    rows: &mut Rows,
+    rejects: &mut Rejects,
+    raw: Option<&RawSource>,
+) -> Result<i64, ChunkError> {
     let n = rows.len();
     if n == 0 {
         return Ok(0);
@@ -116,7 +133,7 @@ fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> Result
                             rows.lines[i],
                             None,
                             format!("refused by the database: {e}"),
-                            Some(raw.text(start, end)),
+                            raw.map(|r| r.text(start, end)),
                         )
                     }
                     Err(e) => return Err(ChunkError::Db(e)),
@@ -126,6 +143,65 @@ fn flush_rows(rows: &mut Rows, rejects: &mut Rejects, raw: &RawSource) -> Result
         }
         Err(e) => Err(ChunkError::Db(e)),
     }
+}
+
+/// Inserts a pipeline's rows `from..to` with one COPY (text format, as the pipeline's owner). If
+/// the database refuses a row (a value its type does not accept, a constraint, a trigger), the
+/// row at fault is found — where COPY says it stopped when that is reliable (a conversion,
+/// NOT NULL, CHECK or unique violation: checked row by row), by halves otherwise (a foreign key
+/// checked at the statement's end) — and becomes a reject with PostgreSQL's message and the
+/// column; every other row is inserted. Each attempt is a subtransaction.
+fn insert_text(
+    def: &PipelineDef,
+    b: &TextRows,
+    mut from: usize,
+    to: usize,
+    rejects: &mut Rejects,
+) -> Result<i64, ChunkError> {
+    let into = Into::Table {
+        oid: def.target,
+        owner: def.owner,
+        columns: &b.columns,
+    };
+    let mut ok = 0i64;
+    while from < to {
+        let e = match subtransaction(|| copy_from(&into, b.slice(from, to))) {
+            Ok(_) => return Ok(ok + (to - from) as i64),
+            Err(e) if e.is_row_level() => e,
+            Err(e) => return Err(ChunkError::Db(e)),
+        };
+        let at = last_failure();
+        if to - from == 1 {
+            let column = at.and_then(|(_, c)| c);
+            rejects.push(
+                b.lines[from],
+                column.as_deref(),
+                format!("refused by the database: {e}"),
+                Some(b.raws[from].clone()),
+            );
+            return Ok(ok);
+        }
+        let reliable = e.sqlstate.starts_with("22")
+            || matches!(e.sqlstate.as_str(), "23502" | "23505" | "23514");
+        let hint = at
+            .filter(|_| reliable)
+            .map(|(line, _)| line as usize)
+            .filter(|&line| line >= 1 && from + line - 1 < to)
+            .map(|line| from + line - 1);
+        match hint {
+            Some(i) => {
+                ok += insert_text(def, b, from, i, rejects)?;
+                ok += insert_text(def, b, i, i + 1, rejects)?;
+                from = i + 1;
+            }
+            None => {
+                let mid = from + (to - from) / 2;
+                ok += insert_text(def, b, from, mid, rejects)?;
+                from = mid;
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// A chunk committed: the file's ledger entry after it, and what it counted.
@@ -140,7 +216,8 @@ pub struct ChunkResult {
 /// What the reading thread said when it opened a file.
 pub struct Opened {
     pub extra: Vec<String>,
-    pub raw: RawSource,
+    /// An events file's raw text, read again for a row the database refuses.
+    pub raw: Option<RawSource>,
 }
 
 /// The start of every ingesting transaction: the lock that orders it with DROP EXTENSION, and
@@ -149,7 +226,7 @@ pub fn preamble(client: &mut SpiClient<'_>) -> Result<bool, ChunkError> {
     // (A lock held by another session gives up after lock_timeout: see entry.rs.)
     client.update(sql::FIRST_LOCK, None, &[])?;
     Ok(client
-        .select(sql::PAUSED, None, &[])?
+        .select(sql::PAUSED, None, &[super::me::pipeline().into()])?
         .first()
         .get_one::<bool>()?
         .unwrap_or(false))
@@ -157,7 +234,11 @@ pub fn preamble(client: &mut SpiClient<'_>) -> Result<bool, ChunkError> {
 
 /// The ledger row's id and committed offset in the database, locked for this transaction.
 fn ledger_row(client: &mut SpiClient<'_>, file: &str) -> Result<Option<(i32, i64)>, ChunkError> {
-    let row = client.update(sql::LEDGER_ROW_FOR_UPDATE, None, &[file.into()])?;
+    let row = client.update(
+        sql::LEDGER_ROW_FOR_UPDATE,
+        None,
+        &[file.into(), super::me::pipeline().into()],
+    )?;
     if row.is_empty() {
         return Ok(None);
     }
@@ -196,7 +277,11 @@ pub fn chunk_body(
             .update(
                 sql::LEDGER_NEW,
                 None,
-                &[file.into(), (cand.size as i64).into()],
+                &[
+                    file.into(),
+                    (cand.size as i64).into(),
+                    super::me::pipeline().into(),
+                ],
             )?
             .first()
             .get_one::<i32>()?
@@ -211,9 +296,30 @@ pub fn chunk_body(
                 rejects: refused,
             })) => {
                 batch.copy.set_source_file_id(file_id);
-                rows += flush_rows(&mut batch, &mut rejects, &opened.raw)?;
+                rows += flush_rows(&mut batch, &mut rejects, opened.raw.as_ref())?;
                 for r in refused {
-                    rejects.push(r.line, r.column, r.reason, Some(r.raw));
+                    rejects.push(r.line, r.column.as_deref(), r.reason, Some(r.raw));
+                }
+                if rejects.len() >= st.batch_rows {
+                    n_rejected += rejects.len() as i64;
+                    rejects.flush(client, file)?;
+                }
+            }
+            Ok(Some(Piece::TextBatch {
+                rows: batch,
+                rejects: refused,
+            })) => {
+                let Source::Pipeline(def) = &st.source else {
+                    return Err(ChunkError::Read(
+                        "a pipeline's rows for the events table".into(),
+                    ));
+                };
+                // Inserting as the owner: a privilege revoked (or row-level security enabled)
+                // since the trigger began stops the chunk here (COPY's own checks are not run).
+                crate::pipeline::owner_may_insert(def).map_err(ChunkError::Denied)?;
+                rows += insert_text(def, &batch, 0, batch.len(), &mut rejects)?;
+                for r in refused {
+                    rejects.push(r.line, r.column.as_deref(), r.reason, Some(r.raw));
                 }
                 if rejects.len() >= st.batch_rows {
                     n_rejected += rejects.len() as i64;
@@ -251,6 +357,7 @@ pub fn chunk_body(
                 (end.last_line as i64).into(),
                 rows.into(),
                 n_rejected.into(),
+                super::me::pipeline().into(),
             ],
         )?;
     }

@@ -1,8 +1,10 @@
-//! The ingestion worker's process: its entry point, signals, exit hook, and the loop that waits
-//! for a notification, `ingest_trigger()` or the trigger interval, then runs a trigger.
+//! The ingestion workers' processes: their entry points (the events worker, and a worker per
+//! pipeline of ingest_pipelines), signals, exit hook, and the loop that waits for a
+//! notification, `ingest_trigger()` or the trigger interval, then runs a trigger.
 
 use super::session;
 use super::state::{Next, Reason, Worker};
+use super::supervise::Definition;
 use crate::settings::Settings;
 use crate::shared::{WorkerState, STATUS};
 use pgrx::bgworkers::BackgroundWorker;
@@ -44,6 +46,22 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
+    run();
+}
+
+/// A pipeline's worker: its slot in shared memory is the argument, its name the extra bytes
+/// (both from the events worker, see supervise.rs).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ecommerce_ingest_pipeline_main(arg: pg_sys::Datum) {
+    let slot = arg.value();
+    let name = BackgroundWorker::get_extra().to_string();
+    crate::shared::set_my_slot(slot);
+    super::me::serve(&name);
+    run();
+}
+
+fn run() {
     handle_signals();
     let db = crate::settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
@@ -60,7 +78,14 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
     if let Err(e) = session::pin() {
         error!("ecommerce_ingest: cannot pin the worker's session settings: {e}");
     }
-    log!("ecommerce_ingest worker started (database {db:?})");
+    if super::me::is_generic() {
+        log!(
+            "ecommerce_ingest worker of pipeline {:?} started (database {db:?})",
+            super::me::pipeline()
+        );
+    } else {
+        log!("ecommerce_ingest worker started (database {db:?})");
+    }
     let mut w = Worker::default();
     let mut reason = Reason::Start;
     loop {
@@ -72,9 +97,30 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
                 pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
             }
         }
-        let st = Settings::read();
+        let st = if super::me::is_generic() {
+            match w.pipeline_definition() {
+                Definition::Ready(st) => *st,
+                Definition::Invalid => {
+                    reason = w.wait(&Settings::read(), &Next::IDLE);
+                    continue;
+                }
+                // Dropped (or re-created: its ledger is another): this worker's work is over.
+                Definition::Gone => {
+                    log!(
+                        "ecommerce_ingest: pipeline {:?} is gone; its worker stops",
+                        super::me::pipeline()
+                    );
+                    return;
+                }
+            }
+        } else {
+            Settings::read()
+        };
         w.apply_lock_timeout(&st);
         let next = w.trigger(&st, reason);
+        if !super::me::is_generic() {
+            w.supervise(reason);
+        }
         reason = w.wait(&st, &next);
     }
 }

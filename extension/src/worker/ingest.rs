@@ -5,9 +5,9 @@
 
 use super::chunk::{chunk_body, preamble, ChunkResult, Opened, THREAD_GONE};
 use super::txn::{transaction, DbError};
-use crate::settings::Settings;
+use crate::settings::{Settings, Source};
 use ecommerce_events::ledger::{Entry, FileStatus};
-use ecommerce_events::pipeline::{Job, Piece, Pipeline, Ticket};
+use ecommerce_events::pipeline::{GenericJob, Job, Piece, Pipeline, Ticket};
 use ecommerce_events::{Candidate, OpenError};
 use pgrx::prelude::*;
 
@@ -74,6 +74,13 @@ fn job(
         batch_rows: st.batch_rows,
         one_chunk,
         max_record_bytes: st.max_record_bytes,
+        generic: match &st.source {
+            Source::Events => None,
+            Source::Pipeline(def) => Some(std::sync::Arc::new(GenericJob {
+                options: def.options.clone(),
+                columns: def.columns.clone(),
+            })),
+        },
     }
 }
 

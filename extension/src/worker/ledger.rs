@@ -35,7 +35,7 @@ impl Ledger {
     /// Loads the whole ledger (once per start, extension re-creation or ingest_retry()).
     pub fn load(client: &SpiClient<'_>) -> Result<Ledger, pgrx::spi::Error> {
         let mut files = HashMap::new();
-        for row in client.select(sql::LEDGER_LOAD, None, &[])? {
+        for row in client.select(sql::LEDGER_LOAD, None, &[super::me::pipeline().into()])? {
             let name: String = row.get(1)?.unwrap_or_default();
             let identity = match (row.get::<i64>(9)?, row.get::<i64>(10)?, row.get::<i64>(11)?) {
                 (Some(dev), Some(inode), Some(ctime_ns)) => Some(Identity {
@@ -100,6 +100,7 @@ impl Ledger {
                     (cand.dev as i64).into(),
                     (cand.inode as i64).into(),
                     pg_time(cand.ctime_ns).into(),
+                    super::me::pipeline().into(),
                 ],
             )
             .unwrap_or_else(|e| error!("{e}"))
@@ -115,8 +116,11 @@ impl Ledger {
     /// A file that was never read (only a transient error was recorded) and is gone: forget it.
     pub fn forget_unread(&mut self, name: &str) -> Result<(), DbError> {
         transaction(|| {
-            Spi::run_with_args(sql::LEDGER_FORGET_UNREAD, &[name.into()])
-                .unwrap_or_else(|e| error!("{e}"))
+            Spi::run_with_args(
+                sql::LEDGER_FORGET_UNREAD,
+                &[name.into(), super::me::pipeline().into()],
+            )
+            .unwrap_or_else(|e| error!("{e}"))
         })?;
         self.files.remove(name);
         Ok(())
@@ -149,6 +153,7 @@ pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi
                 .map(|i| pg_time(i.ctime_us.saturating_mul(1000)))
                 .into(),
             u.prefix_hash.map(hash_hex).into(),
+            super::me::pipeline().into(),
         ],
     )?;
     Ok(())

@@ -88,7 +88,7 @@ impl Worker {
         let paused = transaction(|| {
             Spi::run_with_args(sql::PAUSE_WITH_REASON, &[why.as_str().into()])
                 .unwrap_or_else(|e| error!("{e}"));
-            Spi::get_one::<bool>(sql::PAUSED)
+            Spi::get_one_with_args::<bool>(sql::PAUSED, &[super::me::pipeline().into()])
                 .unwrap_or_else(|e| error!("{e}"))
                 .unwrap_or(false)
         });

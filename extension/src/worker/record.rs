@@ -96,6 +96,7 @@ impl Worker {
                         rejected.into(),
                         ms.into(),
                         rps.into(),
+                        super::me::pipeline().into(),
                     ],
                 )
                 .unwrap_or_else(|e| error!("{e}"))

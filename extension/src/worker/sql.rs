@@ -16,8 +16,13 @@ pub const TABLESPACES: &str =
 /// stall the worker; this one needs a privilege on the table.)
 pub const FIRST_LOCK: &str = "LOCK TABLE public.ingest_control IN ACCESS SHARE MODE";
 
-/// Paused unless a row says otherwise (the row is created by the first ingest_pause()).
-pub const PAUSED: &str = "SELECT coalesce((SELECT paused FROM public.ingest_control), false)";
+/// Whether pipeline $1 is paused. The events pipeline: paused when ingest_control says so (its
+/// row is created by the first ingest_pause()). Another pipeline: its row in ingest_pipelines,
+/// and paused when the row is gone (dropped: nothing more is written; its worker stops).
+pub const PAUSED: &str = "SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) 'events'
+  THEN coalesce((SELECT paused FROM public.ingest_control), false)
+  ELSE coalesce((SELECT paused FROM public.ingest_pipelines
+                  WHERE pipeline_name OPERATOR(pg_catalog.=) $1 FOR KEY SHARE), true) END";
 
 /// The worker pauses itself (a re-created extension next to files an earlier installation
 /// ingested); a state set by a user first is kept.
@@ -34,26 +39,27 @@ pub const LEDGER_LOAD: &str =
         committed_offset, committed_line, chunks, content_hash, device, inode,
         (EXTRACT(epoch FROM ctime) * 1e9)::pg_catalog.int8, prefix_hash,
         (EXTRACT(epoch FROM discovered_at) * 1e6)::pg_catalog.int8
-   FROM public.ingest_ledger";
+   FROM public.ingest_ledger WHERE pipeline OPERATOR(pg_catalog.=) $1";
 
-pub const LEDGER_ROW_FOR_UPDATE: &str =
-    "SELECT file_id, committed_offset FROM public.ingest_ledger WHERE file_name OPERATOR(pg_catalog.=) $1 FOR UPDATE";
+pub const LEDGER_ROW_FOR_UPDATE: &str = "SELECT file_id, committed_offset FROM public.ingest_ledger
+  WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $2 FOR UPDATE";
 
 /// A new file's ledger row, created in the transaction of its first chunk (its id goes into
 /// every row of `user_events`); the end of the chunk fills it in.
-pub const LEDGER_NEW: &str = "INSERT INTO public.ingest_ledger (file_name, status, size)
-VALUES ($1, 'ingesting', $2) RETURNING file_id";
+pub const LEDGER_NEW: &str = "INSERT INTO public.ingest_ledger (file_name, status, size, pipeline)
+VALUES ($1, 'ingesting', $2, $3) RETURNING file_id";
 
 pub const INSERT_REJECTS: &str = "
-INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text)
-SELECT $1, l, c, r, w
+INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text, pipeline)
+SELECT $1, l, c, r, w, $6
   -- (unqualified: only the plain name is the multi-array form; search_path is pg_catalog)
   FROM unnest($2::pg_catalog.int8[], $3::pg_catalog.text[], $4::pg_catalog.text[], $5::pg_catalog.text[]) AS t(l, c, r, w)";
 
 pub const INSERT_CHUNK: &str = "
 INSERT INTO public.ingest_chunks
-    (file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    (file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected,
+     pipeline)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Writes a file's ledger row. The identity columns (device, inode, ctime) describe the file the
 /// row is about; `prefix_hash` is the hash of the bytes before `committed_offset`, checked
@@ -62,10 +68,10 @@ pub const LEDGER_UPSERT: &str = "
 INSERT INTO public.ingest_ledger AS l
     (file_name, status, size, mtime, content_hash, committed_offset, committed_line,
      rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at,
-     device, inode, ctime, prefix_hash)
+     device, inode, ctime, prefix_hash, pipeline)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, pg_catalog.clock_timestamp(),
-        CASE WHEN $13 THEN pg_catalog.clock_timestamp() END, $14, $15, $16, $17)
-ON CONFLICT (file_name) DO UPDATE SET
+        CASE WHEN $13 THEN pg_catalog.clock_timestamp() END, $14, $15, $16, $17, $18)
+ON CONFLICT (pipeline, file_name) DO UPDATE SET
     status = EXCLUDED.status,
     size = EXCLUDED.size,
     mtime = EXCLUDED.mtime,
@@ -88,14 +94,25 @@ ON CONFLICT (file_name) DO UPDATE SET
 /// size, mtime and identity, nothing else.
 pub const LEDGER_TOUCH: &str = "UPDATE public.ingest_ledger
    SET size = $2, mtime = $3, device = $4, inode = $5, ctime = $6
- WHERE file_name OPERATOR(pg_catalog.=) $1";
+ WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $7";
 
 /// A file that was never read (only a transient error was recorded) and is gone: forget it.
 pub const LEDGER_FORGET_UNREAD: &str = "DELETE FROM public.ingest_ledger
-WHERE file_name OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'error'
+WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $2
+  AND status OPERATOR(pg_catalog.=) 'error'
   AND rows_ok OPERATOR(pg_catalog.=) 0 AND rows_rejected OPERATOR(pg_catalog.=) 0";
 
 pub const INSERT_BATCH_LOG: &str = "
 INSERT INTO public.ingest_batch_log
-    (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second)
-VALUES ($1, pg_catalog.clock_timestamp(), $2, $3, $4, $5, $6, $7)";
+    (started_at, finished_at, trigger, files, rows, rejected, duration_ms, rows_per_second, pipeline)
+VALUES ($1, pg_catalog.clock_timestamp(), $2, $3, $4, $5, $6, $7, $8)";
+
+/// A pipeline's definition (other than the events pipeline, which postgresql.conf configures).
+pub const PIPELINE_DEF: &str = "
+SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.text, p.input_dir,
+       p.format, p.options::pg_catalog.text, p.paused
+  FROM public.ingest_pipelines p WHERE p.pipeline_name OPERATOR(pg_catalog.=) $1";
+
+/// Every pipeline's name (the events worker starts a worker for each).
+pub const PIPELINE_NAMES: &str =
+    "SELECT pipeline_name FROM public.ingest_pipelines ORDER BY pipeline_name";

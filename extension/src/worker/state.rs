@@ -147,6 +147,11 @@ pub struct Worker {
     /// This trigger gave up waiting for a lock (the status says waiting_for_lock until a
     /// trigger gets through).
     pub blocked: bool,
+    /// The events worker: the pipelines' workers it started, and when it last looked.
+    pub children: HashMap<String, super::supervise::Child>,
+    pub supervised_at: Option<Instant>,
+    /// A pipeline worker: when its pipeline was created (a re-created one is another).
+    pub pipeline_created: Option<i64>,
 }
 
 impl Worker {

@@ -83,7 +83,8 @@ impl Worker {
             }
         };
         self.settled(Topic::Dir);
-        if loaded_now && !paused {
+        // (Only the events pipeline outlives a DROP EXTENSION: the others go with it.)
+        if loaded_now && !paused && !super::me::is_generic() {
             paused = self.pause_if_recreated(st, &candidates);
         }
 
@@ -112,7 +113,9 @@ impl Worker {
             );
             self.settled(Topic::Lock);
         }
-        self.remember_installation(st);
+        if !super::me::is_generic() {
+            self.remember_installation(st);
+        }
         Next { backlog, wake_in }
     }
 
@@ -161,7 +164,7 @@ impl Worker {
                 }
                 c.update(sql::FIRST_LOCK, None, &[])?;
                 let paused = c
-                    .select(sql::PAUSED, None, &[])?
+                    .select(sql::PAUSED, None, &[super::me::pipeline().into()])?
                     .first()
                     .get_one::<bool>()?
                     .unwrap_or(false);

@@ -1,0 +1,349 @@
+//! Creating, changing and dropping pipelines: a folder into a table of the user's choosing.
+//!
+//! These functions run as their caller (not SECURITY DEFINER): the caller is the pipeline's
+//! owner, whose privileges insert the rows, and must be a superuser or a member of
+//! ecommerce_ingest_admin. Everything is checked as the caller (the target and its INSERT
+//! privilege, the folders against `ecommerce_ingest.allowed_roots` for a non-superuser); only
+//! the catalog row is then written as the extension's owner, with `search_path` pinned.
+
+use crate::pipeline::check_under_roots;
+use crate::settings;
+use crate::shared;
+use ingest_core::options::{merge_options, parse_options, PipelineOptions};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::path::Path;
+
+fn refuse(code: PgSqlErrorCode, msg: String, hint: Option<&str>) -> ! {
+    let mut r = pgrx::pg_sys::panic::ErrorReport::new(code, msg, "ecommerce_ingest::api");
+    if let Some(h) = hint {
+        r = r.set_hint(h);
+    }
+    r.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// The caller, and whether it is a superuser. Refuses anyone who is neither a superuser nor a
+/// member of ecommerce_ingest_admin.
+fn caller() -> (pg_sys::Oid, bool) {
+    // SAFETY: catalog lookups on the backend's own thread inside a transaction.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        if pg_sys::superuser_arg(me) {
+            return (me, true);
+        }
+        let admin = pg_sys::get_role_oid(c"ecommerce_ingest_admin".as_ptr(), true);
+        if admin == pg_sys::InvalidOid || !pg_sys::has_privs_of_role(me, admin) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "only superusers and members of ecommerce_ingest_admin manage pipelines".into(),
+                None,
+            );
+        }
+        (me, false)
+    }
+}
+
+/// The extension's owner (a superuser: trust.rs), who writes the catalog rows.
+fn extension_owner() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'ecommerce_ingest'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::BOOTSTRAP_SUPERUSERID.into())
+}
+
+/// Runs `f` (catalog writes) as the extension's owner with `search_path` pinned.
+fn as_extension<R>(f: impl FnOnce() -> R) -> R {
+    crate::restricted::as_owner(extension_owner(), "pg_catalog, pg_temp", f)
+}
+
+/// The target table, resolved as the caller would (its search_path), which must be a table
+/// the caller may INSERT into.
+fn resolve_target(target: &str, who: pg_sys::Oid) -> (pg_sys::Oid, String) {
+    let found = Spi::get_two_with_args::<pg_sys::Oid, String>(
+        "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
+          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.char[])",
+        &[target.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    let (Some(oid), Some(name)) = found else {
+        refuse(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("target {target:?} is not a table (or partitioned table) that exists"),
+            Some("Name the table as in INSERT, schema-qualified if it is not on your search_path."),
+        );
+    };
+    // SAFETY: an ACL check by oids, on the backend's own thread inside a transaction.
+    let ok = unsafe { pg_sys::pg_class_aclcheck(oid, who, pg_sys::ACL_INSERT as pg_sys::AclMode) }
+        == pg_sys::AclResult::ACLCHECK_OK;
+    if !ok {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("the pipeline's owner (you) has no INSERT privilege on {name}: its rows are inserted with your privileges"),
+            None,
+        );
+    }
+    (oid, name)
+}
+
+fn parse(format: &str, options: &str) -> PipelineOptions {
+    parse_options(format, options).unwrap_or_else(|e| {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline options: {e}"),
+            None,
+        )
+    })
+}
+
+/// A non-superuser may only name folders inside `ecommerce_ingest.allowed_roots`.
+fn check_folders(superuser: bool, input_dir: &str, o: &PipelineOptions) {
+    let input = Path::new(input_dir);
+    if !input.is_absolute() {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("input_dir {input_dir:?} must be an absolute path"),
+            None,
+        );
+    }
+    if superuser {
+        return;
+    }
+    let roots = settings::allowed_roots();
+    let s = &o.settings;
+    let archive = s
+        .archive_dir
+        .clone()
+        .unwrap_or_else(|| format!("{input_dir}/archive"));
+    let failed = s
+        .failed_dir
+        .clone()
+        .unwrap_or_else(|| format!("{input_dir}/failed"));
+    for (what, dir) in [
+        ("input_dir", input_dir.to_string()),
+        ("archive_dir", archive),
+        ("failed_dir", failed),
+    ] {
+        if let Err(e) = check_under_roots(what, Path::new(&dir), &roots) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                e,
+                Some("A superuser sets ecommerce_ingest.allowed_roots (postgresql.conf or ALTER SYSTEM)."),
+            );
+        }
+    }
+}
+
+/// The pipeline's owner, who may alter or drop it (or a superuser, or a member of the owner).
+fn require_owner(name: &str, me: pg_sys::Oid, superuser: bool) {
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT owner::pg_catalog.oid FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
+        &[name.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"));
+    let Some(owner) = owner else {
+        super::no_such_pipeline(name);
+    };
+    // SAFETY: a role membership lookup on the backend's own thread inside a transaction.
+    if !superuser && !unsafe { pg_sys::has_privs_of_role(me, owner) } {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("only the owner of pipeline {name:?} (or a superuser) may change or drop it"),
+            None,
+        );
+    }
+}
+
+/// Creates a pipeline: files matching its pattern in `input_dir` are ingested into `target`.
+/// Returns a sentence saying what was created.
+#[pg_extern(volatile)]
+fn ingest_create_pipeline(
+    pipeline_name: &str,
+    input_dir: &str,
+    target: &str,
+    format: default!(&str, "'csv'"),
+    options: default!(JsonB, "'{}'"),
+) -> String {
+    super::control::require_trusted();
+    super::control::check_worker_database();
+    let (me, superuser) = caller();
+    if pipeline_name == settings::EVENTS_PIPELINE
+        || pipeline_name.is_empty()
+        || pipeline_name.len() > 63
+        || !pipeline_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        || pipeline_name.as_bytes()[0].is_ascii_digit()
+    {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_NAME,
+            format!("invalid pipeline name {pipeline_name:?}: lower-case letters, digits and '_', starting with a letter or '_', at most 63 characters, not \"events\""),
+            None,
+        );
+    }
+    let options_text = serde_json::to_string(&options.0).unwrap_or_else(|_| "{}".into());
+    let o = parse(format, &options_text);
+    check_folders(superuser, input_dir, &o);
+    let (target_oid, target_name) = resolve_target(target, me);
+    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
+        .unwrap_or_else(|e| error!("{e}"));
+    if let Err(e) = crate::pipeline::check_static(&o, &cols) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline {pipeline_name:?}: {e}"),
+            None,
+        );
+    }
+    let count = Spi::get_one::<i64>("SELECT pg_catalog.count(*) FROM public.ingest_pipelines")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    if count as usize >= shared::MAX_PIPELINES - 1 {
+        refuse(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "at most {} pipelines besides events",
+                shared::MAX_PIPELINES - 1
+            ),
+            None,
+        );
+    }
+    let role_name = Spi::get_one_with_args::<String>(
+        "SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[me.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let inserted = as_extension(|| {
+        Spi::get_one_with_args::<bool>(
+            "INSERT INTO public.ingest_pipelines (pipeline_name, owner, target, input_dir, format, options, changed_by)
+             VALUES ($1, $2::pg_catalog.oid::pg_catalog.regrole, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.jsonb, $7)
+             ON CONFLICT (pipeline_name) DO NOTHING RETURNING true",
+            &[
+                pipeline_name.into(),
+                me.into(),
+                target_oid.into(),
+                input_dir.into(),
+                o.format_name.into(),
+                options_text.as_str().into(),
+                role_name.into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    if inserted != Some(true) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("pipeline {pipeline_name:?} already exists"),
+            Some("ingest_alter_pipeline() changes it; ingest_drop_pipeline() drops it."),
+        );
+    }
+    shared::wake_pipeline_at_commit(pipeline_name);
+    format!(
+        "pipeline {pipeline_name} created: {} files in {input_dir} into {target_name}",
+        o.format_name
+    )
+}
+
+/// Changes a pipeline's folder and/or options (`options` is merged into the current ones; a
+/// key set to null goes back to its default). Takes effect at the pipeline's next trigger.
+#[pg_extern(volatile)]
+fn ingest_alter_pipeline(
+    pipeline_name: &str,
+    input_dir: default!(Option<&str>, "NULL"),
+    options: default!(Option<JsonB>, "NULL"),
+) -> String {
+    super::control::require_trusted();
+    let (me, superuser) = caller();
+    require_owner(pipeline_name, me, superuser);
+    // Locked (as the extension's owner: the caller has no UPDATE privilege on the catalog) so
+    // that two changes at once do not lose one another's options.
+    let (old_dir, format, old_options) = as_extension(|| {
+        Spi::get_three_with_args::<String, String, String>(
+            "SELECT input_dir, format, options::pg_catalog.text FROM public.ingest_pipelines
+              WHERE pipeline_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            &[pipeline_name.into()],
+        )
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    let dir = input_dir
+        .map(str::to_string)
+        .or(old_dir)
+        .unwrap_or_default();
+    let old_options = old_options.unwrap_or_else(|| "{}".into());
+    let new_options = match options {
+        Some(patch) => {
+            let patch = serde_json::to_string(&patch.0).unwrap_or_else(|_| "{}".into());
+            merge_options(&old_options, &patch).unwrap_or_else(|e| {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("pipeline options: {e}"),
+                    None,
+                )
+            })
+        }
+        None => old_options,
+    };
+    let o = parse(&format.unwrap_or_default(), &new_options);
+    check_folders(superuser, &dir, &o);
+    as_extension(|| {
+        Spi::run_with_args(
+            "UPDATE public.ingest_pipelines
+                SET input_dir = $2, options = $3::pg_catalog.jsonb, changed_at = pg_catalog.now(),
+                    changed_by = session_user
+              WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
+            &[
+                pipeline_name.into(),
+                dir.as_str().into(),
+                new_options.as_str().into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    shared::wake_pipeline_at_commit(pipeline_name);
+    format!("pipeline {pipeline_name} changed: options {new_options}")
+}
+
+/// Drops a pipeline and its bookkeeping (ledger, chunks, rejects, batches). The rows it
+/// inserted stay in the target table; the files stay in their folders.
+#[pg_extern(volatile)]
+fn ingest_drop_pipeline(pipeline_name: &str) -> String {
+    super::control::require_trusted();
+    let (me, superuser) = caller();
+    require_owner(pipeline_name, me, superuser);
+    // The DELETE waits for a chunk of the pipeline in flight (its worker holds the row FOR KEY
+    // SHARE); after it commits, the worker finds no row, writes nothing more and stops.
+    let files = as_extension(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "DELETE FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
+                None,
+                &[pipeline_name.into()],
+            )?;
+            let n = c
+                .update(
+                    "WITH l AS (DELETE FROM public.ingest_ledger WHERE pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1)
+                     SELECT pg_catalog.count(*) FROM l",
+                    None,
+                    &[pipeline_name.into()],
+                )?
+                .first()
+                .get_one::<i64>()?
+                .unwrap_or(0);
+            for t in ["ingest_chunks", "ingest_rejected", "ingest_batch_log"] {
+                let sql = format!(
+                    "DELETE FROM public.{t} WHERE pipeline OPERATOR(pg_catalog.=) $1"
+                );
+                c.update(&sql, None, &[pipeline_name.into()])?;
+            }
+            Ok::<_, pgrx::spi::Error>(n)
+        })
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    shared::wake_pipeline_at_commit(pipeline_name);
+    format!("pipeline {pipeline_name} dropped ({files} files forgotten; the rows it inserted stay)")
+}

@@ -1,0 +1,177 @@
+//! A pipeline of `ingest_pipelines`: its definition as the catalog has it, its target table's
+//! columns as the mapping needs them, and the rule on which folders its owner may use.
+
+use ingest_core::mapping::{ColumnKind, TargetColumn};
+use ingest_core::options::{parse_options, PipelineOptions};
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
+use std::path::{Path, PathBuf};
+
+/// A pipeline's definition, read by its worker at every trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineDef {
+    pub name: String,
+    /// The role whose privileges insert the rows (the pipeline's creator).
+    pub owner: pg_sys::Oid,
+    pub owner_is_superuser: bool,
+    pub target: pg_sys::Oid,
+    /// The target as `regclass` prints it (for messages).
+    pub target_name: String,
+    pub input_dir: String,
+    pub format: String,
+    pub options: PipelineOptions,
+    pub paused: bool,
+    /// The target's columns, in table order.
+    pub columns: Vec<TargetColumn>,
+}
+
+/// The target's columns, with what the mapping needs to know of each: JSON or array (how an
+/// NDJSON value is written), required (NOT NULL without a default), insertable (not generated
+/// and not an identity GENERATED ALWAYS). Domains count as their base type.
+const TARGET_COLUMNS: &str = "
+SELECT a.attname::pg_catalog.text,
+       CASE WHEN b.typcategory OPERATOR(pg_catalog.=) 'A' THEN 'array'
+            WHEN b.oid OPERATOR(pg_catalog.=) ANY (ARRAY['json'::pg_catalog.regtype, 'jsonb'::pg_catalog.regtype]::pg_catalog.oid[]) THEN 'json'
+            ELSE 'other' END,
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity OPERATOR(pg_catalog.=) '' AND a.attgenerated OPERATOR(pg_catalog.=) '',
+       a.attgenerated OPERATOR(pg_catalog.=) '' AND a.attidentity OPERATOR(pg_catalog.<>) 'a'
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+  JOIN pg_catalog.pg_type b ON b.oid OPERATOR(pg_catalog.=) CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END
+ WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+ ORDER BY a.attnum";
+
+/// The columns of table `target`.
+pub fn target_columns(
+    c: &SpiClient<'_>,
+    target: pg_sys::Oid,
+) -> Result<Vec<TargetColumn>, pgrx::spi::Error> {
+    let mut out = Vec::new();
+    for r in c.select(TARGET_COLUMNS, None, &[target.into()])? {
+        out.push(TargetColumn {
+            name: r.get::<String>(1)?.unwrap_or_default(),
+            kind: match r.get::<String>(2)?.as_deref() {
+                Some("array") => ColumnKind::Array,
+                Some("json") => ColumnKind::Json,
+                _ => ColumnKind::Other,
+            },
+            required: r.get::<bool>(3)?.unwrap_or(false),
+            insertable: r.get::<bool>(4)?.unwrap_or(true),
+        });
+    }
+    Ok(out)
+}
+
+/// Why a pipeline cannot run as defined.
+pub type Invalid = String;
+
+/// Reads pipeline `name` (`Ok(None)`: no such pipeline). `Ok(Some(Err(_)))`: it exists but its
+/// options no longer parse or its target is gone (the worker says so in its status).
+pub fn load(
+    c: &SpiClient<'_>,
+    name: &str,
+) -> Result<Option<Result<PipelineDef, Invalid>>, pgrx::spi::Error> {
+    let rows = c.select(crate::worker::sql::PIPELINE_DEF, None, &[name.into()])?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let r = rows.first();
+    let owner = r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+    let target = r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid);
+    let target_name = r.get::<String>(3)?.unwrap_or_default();
+    let input_dir = r.get::<String>(4)?.unwrap_or_default();
+    let format = r.get::<String>(5)?.unwrap_or_default();
+    let options_json = r.get::<String>(6)?.unwrap_or_else(|| "{}".into());
+    let paused = r.get::<bool>(7)?.unwrap_or(true);
+    let options = match parse_options(&format, &options_json) {
+        Ok(o) => o,
+        Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: options: {e}")))),
+    };
+    let columns = target_columns(c, target)?;
+    if columns.is_empty() {
+        return Ok(Some(Err(format!(
+            "pipeline {name:?}: its target table {target_name} no longer exists"
+        ))));
+    }
+    // SAFETY: a catalog lookup by oid on the backend's own thread, inside a transaction.
+    let owner_is_superuser = unsafe { pg_sys::superuser_arg(owner) };
+    Ok(Some(Ok(PipelineDef {
+        name: name.to_string(),
+        owner,
+        owner_is_superuser,
+        target,
+        target_name,
+        input_dir,
+        format,
+        options,
+        paused,
+        columns,
+    })))
+}
+
+/// A folder a non-superuser names must be inside one of `roots` once symbolic links and `..`
+/// are resolved (`Err`: why not, for the person who named it).
+pub fn check_under_roots(what: &str, folder: &Path, roots: &[PathBuf]) -> Result<(), String> {
+    if !folder.is_absolute() {
+        return Err(format!("{what} {folder:?} must be an absolute path"));
+    }
+    let real = ecommerce_events::folders::canonical(folder);
+    if roots.iter().any(|r| real.starts_with(r)) {
+        return Ok(());
+    }
+    let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    Err(if shown.is_empty() {
+        format!("{what} {folder:?}: only a superuser may create pipelines while ecommerce_ingest.allowed_roots is empty")
+    } else if real != folder {
+        format!(
+            "{what} {folder:?} is {real:?} once symbolic links and '..' are resolved, which is not inside ecommerce_ingest.allowed_roots ({})",
+            shown.join(", ")
+        )
+    } else {
+        format!(
+            "{what} {folder:?} is not inside ecommerce_ingest.allowed_roots ({})",
+            shown.join(", ")
+        )
+    })
+}
+
+/// The pipeline's owner may insert into its target, and row-level security does not apply to
+/// it there (COPY cannot enforce policies): checked at every trigger and in every chunk's
+/// transaction, so a privilege revoked later stops the pipeline with this reason.
+pub fn owner_may_insert(d: &PipelineDef) -> Result<(), Invalid> {
+    // SAFETY: ACL and RLS checks by oids, on the backend's own thread inside a transaction.
+    let (insert_ok, rls) = unsafe {
+        (
+            pg_sys::pg_class_aclcheck(d.target, d.owner, pg_sys::ACL_INSERT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK,
+            pg_sys::check_enable_rls(d.target, d.owner, true)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32,
+        )
+    };
+    if !insert_ok {
+        return Err(format!(
+            "pipeline {:?}: its owner has no INSERT privilege on {} (revoked?); nothing is ingested until it is granted again",
+            d.name, d.target_name
+        ));
+    }
+    if rls {
+        return Err(format!(
+            "pipeline {:?}: row-level security applies to its owner on {}, and COPY cannot enforce its policies; nothing is ingested",
+            d.name, d.target_name
+        ));
+    }
+    Ok(())
+}
+
+/// What can be checked when a pipeline is created, before any file: the positions of a
+/// header-less file against the target's columns.
+pub fn check_static(o: &PipelineOptions, cols: &[TargetColumn]) -> Result<(), String> {
+    match &o.format {
+        ingest_core::options::Format::Csv(c) if !c.header => {
+            ingest_core::mapping::resolve(None, &o.mapping, cols)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
+}
