@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(rejects[0].0, 2 + 2 * 7);
         assert!(batches
             .iter()
-            .all(|b| &*b.columns == ["id".to_string(), "name".to_string()]));
+            .all(|b| *b.columns == ["id".to_string(), "name".to_string()]));
         assert_eq!(batches[0].slice(0, 1), b"0\tname 0\\nsecond line\n");
         assert!(ends.len() > 2, "{} chunks", ends.len());
         for w in ends.windows(2) {
