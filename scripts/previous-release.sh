@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-PREVIOUS_VERSION=0.1.0
-PREVIOUS_COMMIT=7a1eb655142b840a2614915a57812739ed89db43
+PREVIOUS_VERSION=0.2.0
+PREVIOUS_COMMIT=4681d377cfdd3e51ae34572500870b7668296092
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 root=$PWD/target/previous

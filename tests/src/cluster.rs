@@ -371,3 +371,18 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Creates `dir` (and its parents) owned by the `postgres` OS user, as a pipeline's folder the
+/// server can read and move files out of.
+pub fn postgres_folder(dir: &Path) {
+    fs::create_dir_all(dir).expect("create folder");
+    let uid = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(uid) = uid {
+        std::os::unix::fs::chown(dir, Some(uid), None).expect("chown folder");
+    }
+}

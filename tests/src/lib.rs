@@ -24,7 +24,7 @@ mod sql;
 mod worker;
 
 pub use catalog::{assert_same_catalog, extension_catalog};
-pub use cluster::{Cluster, ClusterOptions, DEFAULT_CONF};
+pub use cluster::{postgres_folder, Cluster, ClusterOptions, DEFAULT_CONF};
 pub use expect::{
     assert_same_rows, expected_of, expected_rows, EventRow, Expected, RejectRow, EVENTS_QUERY,
 };

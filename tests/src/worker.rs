@@ -47,12 +47,13 @@ impl Cluster {
         self.int("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8")
     }
 
+    /// The events pipeline's status (the first row of `ingest_status()`, in every version).
     pub fn try_status(&mut self) -> Result<Status, postgres::Error> {
         let r = self.client().query_one(
             "SELECT state, paused, worker_pid, database, input_dir, trigger_interval,
                     files_ingested, files_failed, files_pending, rows_ingested, rows_rejected,
                     (extract(epoch FROM last_trigger_at) * 1e6)::int8, lag_seconds, last_error, detail
-               FROM ingest_status()",
+               FROM ingest_status() LIMIT 1",
             &[],
         )?;
         Ok(Status {

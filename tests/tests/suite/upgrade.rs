@@ -322,6 +322,29 @@ fn an_update_from_the_previous_release_resumes_every_file_exactly_once() {
     );
     let problems = ledger_problems(c.client());
     assert!(problems.is_empty(), "after the update: {problems:#?}");
+
+    // 5. What the new version adds works on the updated installation: a pipeline of its own.
+    let orders = c.input_dir().parent().unwrap().join("orders");
+    postgres_folder(&orders);
+    c.execute("CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL)");
+    c.execute(&format!(
+        "SELECT ingest_create_pipeline('orders', '{}', 'orders')",
+        orders.display()
+    ));
+    std::fs::write(orders.join("o.csv"), "id,customer\n1,a\n2,b\nx,c\n").unwrap();
+    c.wait_for(
+        "the orders pipeline's file done",
+        Duration::from_secs(60),
+        |c| {
+            c.int("SELECT count(*) FROM ingest_files WHERE pipeline = 'orders' AND status = 'done'")
+                == 1
+        },
+    );
+    assert_eq!(c.int("SELECT count(*) FROM orders"), 2);
+    assert_eq!(
+        c.int("SELECT count(*) FROM ingest_rejects WHERE pipeline = 'orders' AND line_number = 4"),
+        1
+    );
     let s = c.status();
     assert_eq!(
         (
