@@ -15,7 +15,7 @@ echo "== building the feeder"
 cargo build -p feeder
 
 echo "== unit tests (no server)"
-t cargo test -p ecommerce_events -p feeder
+t cargo test -p ingest_core -p ecommerce_events -p feeder
 
 echo "== in-server tests (cargo pgrx test)"
 if [ "$(id -u)" -eq 0 ]; then
