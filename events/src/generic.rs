@@ -52,18 +52,21 @@ pub fn run(job: &Job, g: &GenericJob, send: &mut dyn FnMut(Piece) -> bool) {
         return;
     }
     loop {
-        let end = match chunk(&mut reader, job, send) {
-            Ok(Some(end)) => end,
-            Ok(None) => return,
-            Err(e) => {
-                let path = excerpt(&job.path.display().to_string(), 300);
-                send(Piece::ReadFailed(excerpt(
-                    &format!("reading {path}: {e}"),
-                    crate::pipeline::READ_FAILED_MAX,
-                )));
-                return;
-            }
+        let (end, damage) = match chunk(&mut reader, job, send) {
+            Some(c) => c,
+            None => return,
         };
+        if let Some(e) = damage {
+            let message = excerpt(
+                &format!(
+                    "cannot be read past byte {} (line {}) of its content: {e}",
+                    end.resume.byte, end.resume.line
+                ),
+                crate::pipeline::READ_FAILED_MAX,
+            );
+            send(Piece::Damaged { end, message });
+            return;
+        }
         if !send(Piece::ChunkEnd(end)) || end.last() || job.one_chunk {
             return;
         }
@@ -79,19 +82,34 @@ fn here(r: &RowReader) -> Resume {
 }
 
 /// One chunk: batches of rows (a batch ends at `batch_rows`, or where the column list
-/// changes), then where it ended. `Ok(None)`: cancelled.
+/// changes), then where it ended, and the read error that ended it early if one did (`None`:
+/// cancelled). A read error in a young file (a compressed file still being written looks
+/// truncated) holds the rest for later instead.
 fn chunk(
     reader: &mut RowReader,
     job: &Job,
     send: &mut dyn FnMut(Piece) -> bool,
-) -> std::io::Result<Option<ChunkEnd>> {
+) -> Option<(ChunkEnd, Option<std::io::Error>)> {
     let start = here(reader);
     let mut rows: Option<TextRows> = None;
     let mut rejects: Vec<Reject> = Vec::new();
     let mut held: Option<Resume> = None;
     let mut last_line = start.line;
     let batch_rows = job.batch_rows.max(1);
-    while let Some(rec) = reader.next_record()? {
+    let mut damage = None;
+    loop {
+        let rec = match reader.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(e) => {
+                if job.young {
+                    held = Some(here(reader));
+                } else {
+                    damage = Some(e);
+                }
+                break;
+            }
+        };
         if !rec.terminated && job.young {
             // The producer may still be writing this line: not data yet.
             held = Some(Resume {
@@ -113,7 +131,7 @@ fn chunk(
                             rows: full,
                             rejects: std::mem::take(&mut rejects),
                         }) {
-                            return Ok(None);
+                            return None;
                         }
                     }
                     rows = Some(TextRows::new(columns.clone()));
@@ -141,7 +159,7 @@ fn chunk(
                 rows: full,
                 rejects: std::mem::take(&mut rejects),
             }) {
-                return Ok(None);
+                return None;
             }
         }
         if end - start.byte >= job.chunk_bytes {
@@ -150,7 +168,7 @@ fn chunk(
     }
     let rows = rows.unwrap_or_else(|| TextRows::new(Arc::from(Vec::new())));
     if (!rows.is_empty() || !rejects.is_empty()) && !send(Piece::TextBatch { rows, rejects }) {
-        return Ok(None);
+        return None;
     }
     let at_eof = reader.at_eof();
     let resume = held.unwrap_or_else(|| here(reader));
@@ -160,15 +178,16 @@ fn chunk(
             .unwrap_or_else(|| reader.prefix_hash()),
         None => reader.prefix_hash(),
     };
-    Ok(Some(ChunkEnd {
+    let end = ChunkEnd {
         start,
         resume,
         last_line,
         held: held.is_some(),
-        at_eof,
+        at_eof: at_eof && damage.is_none(),
         prefix_hash,
-        hash: reader.content_hash(),
-    }))
+        hash: reader.content_hash().filter(|_| damage.is_none()),
+    };
+    Some((end, damage))
 }
 
 #[cfg(test)]
@@ -205,10 +224,17 @@ mod tests {
         }
     }
 
-    /// Every batch and chunk end of one job.
-    fn drain(p: &mut Pipeline, j: Job) -> (Vec<TextRows>, Vec<(u64, String)>, Vec<ChunkEnd>) {
+    type Drained = (
+        Vec<TextRows>,
+        Vec<(u64, String)>,
+        Vec<ChunkEnd>,
+        Option<String>,
+    );
+
+    /// Every batch and chunk end of one job, and the damage that ended it, if any.
+    fn drain(p: &mut Pipeline, j: Job) -> Drained {
         let mut t = p.submit(j).unwrap();
-        let (mut batches, mut rejects, mut ends) = (vec![], vec![], vec![]);
+        let (mut batches, mut rejects, mut ends, mut damage) = (vec![], vec![], vec![], None);
         while let Some(piece) = p.next(&mut t).unwrap() {
             match piece {
                 Piece::Opened { raw, .. } => assert!(raw.is_none()),
@@ -217,12 +243,16 @@ mod tests {
                     rejects.extend(r.into_iter().map(|r| (r.line, r.reason)));
                 }
                 Piece::ChunkEnd(e) => ends.push(e),
+                Piece::Damaged { end, message } => {
+                    ends.push(end);
+                    damage = Some(message);
+                }
                 Piece::Batch { .. } => panic!("events batch for a pipeline's file"),
                 Piece::OpenFailed(e) => panic!("open failed: {e}"),
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
             }
         }
-        (batches, rejects, ends)
+        (batches, rejects, ends, damage)
     }
 
     #[test]
@@ -240,7 +270,8 @@ mod tests {
         }
         gz.finish().unwrap();
         let mut p = Pipeline::start(4).unwrap();
-        let (batches, rejects, ends) = drain(&mut p, job(path.clone(), "csv", 4000));
+        let (batches, rejects, ends, damage) = drain(&mut p, job(path.clone(), "csv", 4000));
+        assert!(damage.is_none());
         let rows: usize = batches.iter().map(TextRows::len).sum();
         assert_eq!(rows, 495);
         assert_eq!(rejects.len(), 5);
@@ -259,7 +290,7 @@ mod tests {
         let mut j = job(path, "csv", u64::MAX);
         j.resume = Some(ends[1].resume);
         j.expect_prefix = Some(ends[1].prefix_hash);
-        let (rest, _, _) = drain(&mut p, j);
+        let (rest, _, _, _) = drain(&mut p, j);
         let before: usize = rows - rest.iter().map(TextRows::len).sum::<usize>();
         let first_line_after = rest[0].lines[0];
         assert_eq!(first_line_after, ends[1].resume.line);
@@ -276,7 +307,7 @@ mod tests {
         )
         .unwrap();
         let mut p = Pipeline::start(4).unwrap();
-        let (batches, rejects, _) = drain(&mut p, job(path, "ndjson", u64::MAX));
+        let (batches, rejects, _, _) = drain(&mut p, job(path, "ndjson", u64::MAX));
         let shapes: Vec<(Vec<String>, usize)> = batches
             .iter()
             .map(|b| (b.columns.to_vec(), b.len()))
@@ -292,6 +323,38 @@ mod tests {
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].0, 4);
         assert_eq!(batches[2].slice(0, 1), b"4\t{\"k\":[1]}\n");
+    }
+
+    #[test]
+    fn a_truncated_gzip_ends_with_the_rows_before_the_damage_unless_it_is_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("full.csv.gz");
+        let mut gz = flate2_writer(&full);
+        writeln!(gz, "id,name").unwrap();
+        for i in 0..8_000 {
+            writeln!(gz, "{i},name {i}").unwrap();
+        }
+        gz.finish().unwrap();
+        let bytes = std::fs::read(&full).unwrap();
+        let cut = dir.path().join("cut.csv.gz");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let mut p = Pipeline::start(4).unwrap();
+        let (batches, _, ends, damage) = drain(&mut p, job(cut.clone(), "csv", 1 << 20));
+        let rows: usize = batches.iter().map(TextRows::len).sum();
+        let damage = damage.expect("the damage is reported");
+        assert!(damage.contains("truncated or corrupt gzip"), "{damage}");
+        let last = ends.last().unwrap();
+        assert!(!last.at_eof && last.hash.is_none());
+        // Every row read is whole, and the resume point is right after the last one.
+        assert!(rows > 0 && rows < 8_000, "{rows}");
+        assert_eq!(last.resume.line, rows as u64 + 2);
+        // Young: the same file is waited for instead (it may still be being written).
+        let mut j = job(cut, "csv", 1 << 20);
+        j.young = true;
+        let (young_batches, _, young_ends, young_damage) = drain(&mut p, j);
+        assert!(young_damage.is_none());
+        assert!(young_ends.last().unwrap().held);
+        assert_eq!(young_batches.iter().map(TextRows::len).sum::<usize>(), rows);
     }
 
     fn flate2_writer(path: &std::path::Path) -> flate2::write::GzEncoder<std::fs::File> {

@@ -213,6 +213,13 @@ pub enum Piece {
         rejects: Vec<Reject>,
     },
     ChunkEnd(ChunkEnd),
+    /// A pipeline's file cannot be read past `end.resume` (a corrupt or truncated archive, an
+    /// old enough file): the chunk ends there — what was read before the damage is ingested —
+    /// and the file fails with `message`.
+    Damaged {
+        end: ChunkEnd,
+        message: String,
+    },
     /// The file could not be read further (an I/O error in the middle). The text names the
     /// file and the error, capped to [`READ_FAILED_MAX`] characters.
     ReadFailed(String),
@@ -222,7 +229,7 @@ impl Piece {
     /// No more pieces follow for this job.
     fn ends_job(&self, one_chunk: bool) -> bool {
         match self {
-            Piece::OpenFailed(_) | Piece::ReadFailed(_) => true,
+            Piece::OpenFailed(_) | Piece::ReadFailed(_) | Piece::Damaged { .. } => true,
             Piece::ChunkEnd(e) => one_chunk || e.last(),
             Piece::Opened { .. } | Piece::Batch { .. } | Piece::TextBatch { .. } => false,
         }
@@ -540,6 +547,7 @@ mod tests {
                     rejects.extend(r);
                 }
                 Piece::ChunkEnd(e) => ends.push(e),
+                Piece::Damaged { message, .. } => panic!("damaged: {message}"),
                 Piece::OpenFailed(e) => panic!("open failed: {e}"),
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
             }

@@ -518,7 +518,9 @@ fn run_job(p: &Path, young: bool) -> (Vec<(u64, String)>, ecommerce_events::pipe
             Piece::Opened { .. } => {}
             Piece::OpenFailed(e) => panic!("{e}"),
             Piece::ReadFailed(e) => panic!("{e}"),
-            Piece::TextBatch { .. } => panic!("an events job gave a pipeline's batch"),
+            Piece::TextBatch { .. } | Piece::Damaged { .. } => {
+                panic!("an events job gave a pipeline's piece")
+            }
         }
     }
     (rejects, end.expect("a chunk end"))

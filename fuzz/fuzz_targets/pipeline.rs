@@ -89,7 +89,9 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 }
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
-                Piece::TextBatch { .. } => panic!("an events job gave a pipeline's batch"),
+                Piece::TextBatch { .. } | Piece::Damaged { .. } => {
+                    panic!("an events job gave a pipeline's piece")
+                }
                 Piece::Batch { mut rows, rejects } => {
                     assert!(opened);
                     assert!(rows.len() <= job.batch_rows && rejects.len() <= job.batch_rows);

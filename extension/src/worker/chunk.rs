@@ -289,6 +289,7 @@ pub fn chunk_body(
     };
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);
+    let mut damaged: Option<String> = None;
     let end: ChunkEnd = loop {
         match pipe.next(t) {
             Ok(Some(Piece::Batch {
@@ -327,6 +328,11 @@ pub fn chunk_body(
                 }
             }
             Ok(Some(Piece::ChunkEnd(end))) => break end,
+            // What was read before the damage commits with this chunk; the file fails.
+            Ok(Some(Piece::Damaged { end, message })) => {
+                damaged = Some(message);
+                break end;
+            }
             Ok(Some(Piece::ReadFailed(msg))) => return Err(ChunkError::Read(msg)),
             _ => return Err(ChunkError::ThreadGone),
         }
@@ -336,7 +342,9 @@ pub fn chunk_body(
 
     let finished = end.at_eof && !end.held && !young;
     let resume = end.resume;
-    let status = if finished {
+    let status = if damaged.is_some() {
+        FileStatus::Failed
+    } else if finished {
         FileStatus::Done
     } else if end.last() {
         FileStatus::Growing
@@ -378,14 +386,20 @@ pub fn chunk_body(
         rows_rejected: n_rejected,
         new_chunks: wrote as i32,
         extra_columns: (!extra.is_empty()).then(|| extra.clone()),
-        error: (!extra.is_empty()).then(|| {
-            let more = if more > 0 {
-                format!(" … and {more} more")
-            } else {
-                String::new()
-            };
-            format!("unknown columns ignored: {}{more}", extra.join(", "))
-        }),
+        error: match &damaged {
+            Some(m) => Some(format!(
+                "{m}; its rows before line {} were ingested, the rest was not",
+                resume.line
+            )),
+            None => (!extra.is_empty()).then(|| {
+                let more = if more > 0 {
+                    format!(" … and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("unknown columns ignored: {}{more}", extra.join(", "))
+            }),
+        },
         identity: Some(Identity::of(cand)),
         prefix_hash: Some(end.prefix_hash),
     };
@@ -394,6 +408,6 @@ pub fn chunk_body(
         update_entry: ledger::after(&u, before),
         rows,
         rejected: n_rejected,
-        finished_reading: end.last(),
+        finished_reading: end.last() || damaged.is_some(),
     }))
 }
