@@ -148,9 +148,10 @@ SELECT session_id,
 COMMENT ON VIEW public.active_sessions_last_5_minutes IS
     'Sessions with an event in the last 5 minutes: events in that window, the latest event''s user and device, last_event_at.';
 
--- One row for dashboards. Counters come from ingest_status(); the last batch is the latest row
--- of ingest_batches (a trigger that ingested something; it survives restarts). lag_seconds is the
--- age of the oldest file waiting, 0 when none waits, NULL when no worker runs.
+-- One row for dashboards, about the events pipeline. Counters come from ingest_status(); the last
+-- batch is the latest row of ingest_batches (a trigger that ingested something; it survives
+-- restarts). lag_seconds is the age of the oldest file waiting, 0 when none waits, NULL when no
+-- worker runs. (Every pipeline's row: ingest_status().)
 CREATE OR REPLACE VIEW public.ingestion_overview AS
 SELECT s.files_ingested AS files_done,
        s.files_failed,
@@ -172,9 +173,11 @@ SELECT s.files_ingested AS files_done,
   LEFT JOIN LATERAL (
         SELECT duration_ms, rows_per_second, rows, finished_at
           FROM public.ingest_batches
+         WHERE pipeline = s.pipeline
          ORDER BY batch_id DESC
          LIMIT 1
-       ) b ON true;
+       ) b ON true
+ WHERE s.pipeline = 'events';
 COMMENT ON VIEW public.ingestion_overview IS
     'One row for dashboards: files done/failed/pending, rows ingested/rejected, lag, the last batch (ingest_batches) and the worker state.';
 

@@ -474,18 +474,18 @@ fn analytics_views_return_exactly_the_expected_rows() {
     let got = run_exporter_queries(&mut reader, &queries);
     assert_eq!(
         got["ecommerce_ingest"],
-        ["0|0|NULL|0|0|NULL|NULL|NULL|NULL|NULL|NULL"]
+        ["0|0|NULL|0|0|NULL|NULL|NULL|NULL|NULL|NULL|events"]
     );
-    assert_eq!(got["ecommerce_ingest_worker"], ["no_worker|0|0"]);
+    assert_eq!(got["ecommerce_ingest_worker"], ["no_worker|0|0|events"]);
     assert_eq!(
         got["ecommerce_ingest_ledger"],
         strs(&[
-            "changed|0",
-            "done|0",
-            "error|0",
-            "failed|0",
-            "growing|0",
-            "ingesting|0"
+            "changed|0|events",
+            "done|0|events",
+            "error|0|events",
+            "failed|0|events",
+            "growing|0|events",
+            "ingesting|0|events"
         ])
     );
 
@@ -573,16 +573,16 @@ fn ingestion_overview_and_exporter_follow_the_worker() {
     let v: Vec<&str> = main[0].split('|').collect();
     assert_eq!(&v[..6], ["1", "1", "0", "5", "2", "0"], "{main:?}");
     assert!(v[6..].iter().all(|x| *x != "NULL"), "{main:?}");
-    assert_eq!(got["ecommerce_ingest_worker"], ["running|1|0"]);
+    assert_eq!(got["ecommerce_ingest_worker"], ["running|1|0|events"]);
     assert_eq!(
         got["ecommerce_ingest_ledger"],
         strs(&[
-            "changed|0",
-            "done|1",
-            "error|0",
-            "failed|1",
-            "growing|0",
-            "ingesting|0"
+            "changed|0|events",
+            "done|1|events",
+            "error|0|events",
+            "failed|1|events",
+            "growing|0|events",
+            "ingesting|0|events"
         ])
     );
 
@@ -625,7 +625,7 @@ fn ingestion_overview_and_exporter_follow_the_worker() {
         "{v:?}"
     );
     assert!(v[5].parse::<f64>().unwrap() >= 0.0, "lag_seconds {v:?}");
-    assert_eq!(got["ecommerce_ingest_worker"], ["paused|1|1"]);
+    assert_eq!(got["ecommerce_ingest_worker"], ["paused|1|1|events"]);
 
     // Resumed: the third file arrives, the counters move on.
     assert_eq!(c.text("SELECT ingest_resume()").as_deref(), Some("running"));
@@ -651,7 +651,7 @@ fn ingestion_overview_and_exporter_follow_the_worker() {
     let v: Vec<&str> = got["ecommerce_ingest"][0].split('|').collect();
     assert_eq!(&v[..6], ["2", "1", "0", "8", "2", "0"], "{v:?}");
     assert_eq!(v[7], last_rows[0], "{v:?}");
-    assert_eq!(got["ecommerce_ingest_worker"], ["running|1|0"]);
+    assert_eq!(got["ecommerce_ingest_worker"], ["running|1|0|events"]);
     assert_eq!(
         table(c.client(), "SELECT * FROM events_by_type"),
         ["purchase|3", "view|5"]
