@@ -1,4 +1,4 @@
-//! The five experiments. Each one runs on a fresh cluster, measures a figure and its yardstick
+//! The first five experiments (the sixth, pipelines, is in pipelines.rs). Each one runs on a fresh cluster, measures a figure and its yardstick
 //! in the same run, and checks the counts (a wrong count is an error: the run fails).
 
 use crate::util::{
@@ -109,7 +109,7 @@ pub struct Env {
 
 impl Env {
     /// A fresh folder for experiment `name`.
-    fn fresh(&self, name: &str) -> R<PathBuf> {
+    pub(crate) fn fresh(&self, name: &str) -> R<PathBuf> {
         let dir = self.bench_dir.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -120,7 +120,7 @@ impl Env {
 
     /// Moves an experiment's folder aside once it succeeded; `.bench/trash` is emptied at the
     /// end of the run (deleting 100,000 files takes a while: not between two measurements).
-    fn clean(&self, dir: &Path) {
+    pub(crate) fn clean(&self, dir: &Path) {
         let trash = self.bench_dir.join("trash");
         let _ = std::fs::create_dir_all(&trash);
         let name = dir
@@ -133,7 +133,7 @@ impl Env {
     }
 
     /// A fresh cluster with the extension created and the worker running.
-    fn cluster(&self, dir: &Path, conf: &[&str]) -> R<BenchCluster> {
+    pub(crate) fn cluster(&self, dir: &Path, conf: &[&str]) -> R<BenchCluster> {
         let mut all = vec![self.lib_conf.as_str()];
         all.extend_from_slice(conf);
         let mut cluster = BenchCluster::start(dir, self.port, &all, true)?;

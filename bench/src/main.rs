@@ -8,6 +8,7 @@
 //! The extension must be installed and the feeder built (scripts/bench.sh does both).
 
 mod experiments;
+mod pipelines;
 mod report;
 mod util;
 
@@ -17,7 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use util::{err, log, R};
 
-const ALL: [&str; 5] = ["backlog", "latency", "history", "bigfile", "feeder"];
+const ALL: [&str; 6] = [
+    "backlog",
+    "latency",
+    "history",
+    "bigfile",
+    "feeder",
+    "pipelines",
+];
 
 struct Opts {
     short: bool,
@@ -27,7 +35,7 @@ struct Opts {
     port: u16,
 }
 
-const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder] [--port N]
+const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines] [--port N]
   --short   small sizes (CI): checks the counts, asserts nothing about speed
   --out     where results.md, results.json and the charts go
             [default: docs/bench, or target/bench-short with --short]
@@ -94,6 +102,7 @@ fn render(json: &Path, out: Option<&Path>) -> R<()> {
         r.history.as_ref(),
         r.big_file.as_ref(),
         r.feeder.as_ref(),
+        r.pipelines.as_ref(),
     );
     let out = out
         .map(Path::to_path_buf)
@@ -188,6 +197,9 @@ fn run(o: &Opts) -> R<()> {
     let feeder = want("feeder")
         .then(|| experiments::feeder(&env, &sizes))
         .transpose()?;
+    let pipelines = want("pipelines")
+        .then(|| pipelines::pipelines(&env, &sizes))
+        .transpose()?;
 
     let figures = report::figures(
         backlog.as_ref(),
@@ -195,6 +207,7 @@ fn run(o: &Opts) -> R<()> {
         history.as_ref(),
         big_file.as_ref(),
         feeder.as_ref(),
+        pipelines.as_ref(),
     );
     let results = report::Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -208,6 +221,7 @@ fn run(o: &Opts) -> R<()> {
         history,
         big_file,
         feeder,
+        pipelines,
     };
     report::write_all(&results, &out)?;
     println!();

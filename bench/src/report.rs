@@ -1,6 +1,7 @@
 //! The results: a table (stdout and results.md), JSON, and SVG charts.
 
 use crate::experiments::{BigFile, Feeder, History, Latency, Sizes, Throughput};
+use crate::pipelines::Pipelines;
 use crate::util::{Machine, R};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -38,6 +39,8 @@ pub struct Results {
     pub history: Option<History>,
     pub big_file: Option<BigFile>,
     pub feeder: Option<Feeder>,
+    #[serde(default)]
+    pub pipelines: Option<Pipelines>,
 }
 
 fn rps(v: f64) -> String {
@@ -86,6 +89,7 @@ pub fn figures(
     history: Option<&History>,
     big: Option<&BigFile>,
     feeder: Option<&Feeder>,
+    pipelines: Option<&Pipelines>,
 ) -> Vec<Figure> {
     let mut f = Vec::new();
     if let Some(b) = backlog {
@@ -242,6 +246,23 @@ pub fn figures(
             None,
             true,
         ));
+    }
+    if let Some(p) = pipelines {
+        for (i, v) in p.variants.iter().enumerate() {
+            f.push(fig(
+                &format!("6{}", (b'a' + i as u8) as char),
+                &format!("pipeline {}", v.name),
+                &format!(
+                    "pipeline, {} ({} files, {} rows) vs COPY of the plain CSV",
+                    v.name, v.files, v.rows
+                ),
+                rps(v.rows as f64 / v.pipeline_seconds),
+                format!("COPY {}", rps(v.rows as f64 / v.copy_seconds)),
+                Some(v.ratio),
+                Some(v.target),
+                true,
+            ));
+        }
     }
     f
 }

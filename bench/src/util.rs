@@ -206,7 +206,7 @@ pub fn status(c: &mut Client) -> R<Status> {
     let r = c.query_one(
         "SELECT state, worker_pid, files_ingested, files_failed, rows_ingested, rows_rejected,
                 extract(epoch FROM last_trigger_at)::float8, last_trigger_ms, last_error
-           FROM ingest_status()",
+           FROM ingest_status() WHERE pipeline = 'events'",
         &[],
     )?;
     Ok(Status {
