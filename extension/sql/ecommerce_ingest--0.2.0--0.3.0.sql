@@ -35,6 +35,67 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.ingest_pipelines', '');
 REVOKE ALL ON @extschema@.ingest_pipelines FROM PUBLIC;
 GRANT SELECT ON @extschema@.ingest_pipelines TO ecommerce_ingest_monitor;
 
+-- Each pipeline's counters, kept by a trigger on ingest_ledger in the transaction that changes
+-- the ledger, so that ingest_status() reads one row per pipeline whatever the number of files
+-- ever ingested. Derived data: not dumped (restoring the ledger fires the trigger again).
+CREATE TABLE @extschema@.ingest_counters (
+    pipeline      text PRIMARY KEY,
+    files_done    bigint NOT NULL DEFAULT 0,
+    files_failed  bigint NOT NULL DEFAULT 0,
+    rows_ok       bigint NOT NULL DEFAULT 0,
+    rows_rejected bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE @extschema@.ingest_counters IS 'Per pipeline: files done and failed, rows ingested and rejected, as ingest_ledger says (kept by a trigger).';
+CREATE FUNCTION @extschema@.ingest_count_ledger() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $count$
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        INSERT INTO public.ingest_counters AS c (pipeline, files_done, files_failed, rows_ok, rows_rejected)
+        VALUES (OLD.pipeline,
+                CASE WHEN OLD.status OPERATOR(pg_catalog.=) 'done' THEN -1 ELSE 0 END,
+                CASE WHEN OLD.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN -1 ELSE 0 END,
+                OPERATOR(pg_catalog.-) OLD.rows_ok, OPERATOR(pg_catalog.-) OLD.rows_rejected)
+        ON CONFLICT (pipeline) DO UPDATE SET
+            files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
+            files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
+            rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
+            rows_rejected = c.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        INSERT INTO public.ingest_counters AS c (pipeline, files_done, files_failed, rows_ok, rows_rejected)
+        VALUES (NEW.pipeline,
+                CASE WHEN NEW.status OPERATOR(pg_catalog.=) 'done' THEN 1 ELSE 0 END,
+                CASE WHEN NEW.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN 1 ELSE 0 END,
+                NEW.rows_ok, NEW.rows_rejected)
+        ON CONFLICT (pipeline) DO UPDATE SET
+            files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
+            files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
+            rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
+            rows_rejected = c.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected;
+    END IF;
+    RETURN NULL;
+END
+$count$;
+CREATE TRIGGER ingest_ledger_counts AFTER INSERT OR UPDATE OR DELETE ON @extschema@.ingest_ledger
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.ingest_count_ledger();
+-- TRUNCATE of the ledger empties the counters too.
+CREATE FUNCTION @extschema@.ingest_count_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $truncate$
+BEGIN
+    DELETE FROM public.ingest_counters;
+    RETURN NULL;
+END
+$truncate$;
+CREATE TRIGGER ingest_ledger_truncate AFTER TRUNCATE ON @extschema@.ingest_ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.ingest_count_truncate();
+REVOKE ALL ON @extschema@.ingest_counters FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ingest_count_ledger(), @extschema@.ingest_count_truncate() FROM PUBLIC;
+-- What 0.2.0's ledger already counts (the worker waits for this update: nothing changes meanwhile).
+INSERT INTO @extschema@.ingest_counters (pipeline, files_done, files_failed, rows_ok, rows_rejected)
+SELECT pipeline, count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status IN ('failed', 'changed')),
+       coalesce(sum(rows_ok), 0), coalesce(sum(rows_rejected), 0)
+  FROM @extschema@.ingest_ledger GROUP BY pipeline;
+
 -- The views show the pipeline (a new last column).
 CREATE OR REPLACE VIEW @extschema@.ingest_files AS
     SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,

@@ -334,7 +334,12 @@ fn ingest_drop_pipeline(pipeline_name: &str) -> String {
                 .first()
                 .get_one::<i64>()?
                 .unwrap_or(0);
-            for t in ["ingest_chunks", "ingest_rejected", "ingest_batch_log"] {
+            for t in [
+                "ingest_chunks",
+                "ingest_rejected",
+                "ingest_batch_log",
+                "ingest_counters",
+            ] {
                 let sql = format!(
                     "DELETE FROM public.{t} WHERE pipeline OPERATOR(pg_catalog.=) $1"
                 );
