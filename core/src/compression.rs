@@ -2,7 +2,10 @@
 //! an open file whose errors say the archive is corrupt or truncated (never a silent early end).
 
 use std::fs::File;
+use std::hash::Hasher as _;
 use std::io::{self, Read};
+use std::path::Path;
+use twox_hash::XxHash3_64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -49,6 +52,22 @@ pub fn decompress(file: File, compression: Compression) -> io::Result<Box<dyn Re
             what: "zstd",
         }),
     })
+}
+
+/// XXH3-64 of the decompressed content of the file at `path`, opened as the readers open
+/// files (never through a symlink): the content hash a reader records once it reached the end.
+pub fn content_hash(path: &Path, compression: Compression) -> io::Result<u64> {
+    let mut r = decompress(crate::fsopen::open_regular(path)?, compression)?;
+    let mut h = XxHash3_64::default();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(h.finish()),
+            Ok(n) => h.write(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Gives the decompressor's errors a text a person can act on.

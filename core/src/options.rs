@@ -174,7 +174,8 @@ impl fmt::Display for OptionError {
                 found,
             } => write!(
                 f,
-                "option \"{key}\" must be {expected}, not {}",
+                "option \"{}\" must be {expected}, not {}",
+                excerpt(key, 80),
                 excerpt(found, 80)
             ),
             OptionError::Conflict(s) => f.write_str(s),
@@ -411,7 +412,8 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
             }
             if s.as_bytes().contains(&delimiter) {
                 return Err(OptionError::Conflict(format!(
-                    "option \"null\" ({s:?}) must not contain the delimiter {:?}",
+                    "option \"null\" (\"{}\") must not contain the delimiter {:?}",
+                    excerpt(s, 64),
                     delimiter as char
                 )));
             }

@@ -11,8 +11,8 @@ use crate::options::{ColumnMapping, Encoding, Format, PipelineOptions};
 use crate::shown::{bytes_excerpt, excerpt, quoted_list};
 use crate::source::{Source, READ_SIZE};
 use crate::textcopy;
-use serde_json::Value;
-use std::collections::HashMap;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -228,6 +228,8 @@ fn frame(
 }
 
 /// Skips a record past the cap up to its end, keeping its first bytes, in bounded memory.
+/// The bytes kept are the record's first [`RAW_CAP`] bytes without its terminator (a CR before
+/// the newline, or at the end of the file, is not kept), however the stream's reads fall.
 fn skip_overlong(
     src: &mut Source,
     scanner: &Scanner,
@@ -236,15 +238,24 @@ fn skip_overlong(
     raw_keep: &mut Vec<u8>,
 ) -> io::Result<Frame> {
     raw_keep.clear();
-    let data = src.data();
-    raw_keep.extend_from_slice(&data[..data.len().min(RAW_CAP)]);
     src.pin_mark();
     let mut total = 0u64;
+    // The record's last byte before its newline (or the end of the file).
+    let mut last = 0u8;
     loop {
         let data = src.data();
-        if let Some(i) = scanner.find_end(data, &mut st) {
+        let found = scanner.find_end(data, &mut st);
+        let upto = found.unwrap_or(data.len());
+        // One byte more than kept: the last one may be a CR that is the terminator's.
+        let room = (RAW_CAP + 1).saturating_sub(raw_keep.len());
+        raw_keep.extend_from_slice(&data[..upto.min(room)]);
+        if upto > 0 {
+            last = data[upto - 1];
+        }
+        if let Some(i) = found {
             src.consume(i + 1);
             total += i as u64 + 1;
+            keep_content(raw_keep, total - 1, last);
             return Ok(Frame::Overlong {
                 total,
                 lfs: st.quoted_newlines + 1,
@@ -257,6 +268,7 @@ fn skip_overlong(
         st.scanned = 0;
         src.mark_here();
         if src.stream_ended() {
+            keep_content(raw_keep, total, last);
             return Ok(Frame::Overlong {
                 total,
                 lfs: st.quoted_newlines,
@@ -265,6 +277,13 @@ fn skip_overlong(
         }
         src.fill(max_buf)?;
     }
+}
+
+/// Cuts the first bytes of a record of `len` bytes before its newline whose last byte is
+/// `last` to the record's content (no CR of the terminator), at most [`RAW_CAP`] bytes.
+fn keep_content(raw_keep: &mut Vec<u8>, len: u64, last: u8) {
+    let content = len - (last == b'\r') as u64;
+    raw_keep.truncate(usize::try_from(content).unwrap_or(usize::MAX).min(RAW_CAP));
 }
 
 fn is_blank(rec: &[u8], ndjson: bool) -> bool {
@@ -815,14 +834,15 @@ fn encode_csv(
     None
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// What a JSON value is, from its text.
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
 }
 
@@ -840,18 +860,21 @@ fn encode_ndjson(
     } else {
         rec
     };
-    let value: Value =
+    // Values are kept as their text (see textcopy::encode_raw_json), keys in sorted order.
+    let value: &RawValue =
         serde_json::from_slice(bytes).map_err(|e| (None, format!("not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
+    if !value.get().starts_with('{') {
         return Err((
             None,
             format!(
                 "expected a JSON object {{\"column\": value, …}} per line, found {}",
-                json_kind(&value)
+                json_kind(value)
             ),
         ));
-    };
-    let mut pairs: Vec<(usize, &str, &Value)> = Vec::with_capacity(map.len());
+    }
+    let map: BTreeMap<String, &RawValue> =
+        serde_json::from_str(value.get()).map_err(|e| (None, format!("not valid JSON: {e}")))?;
+    let mut pairs: Vec<(usize, &str, &RawValue)> = Vec::with_capacity(map.len());
     for (k, v) in &map {
         let hit = match p.key_cache.get(k.as_str()) {
             Some(h) => *h,
@@ -901,7 +924,7 @@ fn encode_ndjson(
         .filter(|&&t| {
             pairs
                 .binary_search_by_key(&t, |x| x.0)
-                .map_or(true, |i| pairs[i].2.is_null())
+                .map_or(true, |i| pairs[i].2.get() == "null")
         })
         .map(|&t| p.target[t].name.as_str())
         .collect();
@@ -921,7 +944,7 @@ fn encode_ndjson(
             text.push(b'\t');
         }
         let col = &p.target[*t];
-        if let Err(e) = textcopy::encode_json_value(text, v, col.kind) {
+        if let Err(e) = textcopy::encode_raw_json(text, v, col.kind) {
             return Err((
                 Some(col.name.clone()),
                 format!("column \"{}\": {}", col.name, e.0),

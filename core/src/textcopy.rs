@@ -4,6 +4,7 @@
 //! NDJSON values are turned into text by the kind of their target column.
 
 use crate::mapping::ColumnKind;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::io::{self, Write};
 
@@ -117,6 +118,69 @@ pub fn encode_json_value(
         }
         (Value::Object(_) | Value::Array(_), _) => json_text(out, value),
     }
+    Ok(())
+}
+
+/// Appends one JSON value, given as its text in the file (`raw`: one JSON value, as
+/// `serde_json::value::RawValue` holds it), as the COPY text of a column of kind `kind`: null is
+/// NULL; a `Json` column gets the text as written (key order, spacing and every digit kept, as
+/// COPY would be given it); an `Array` column gets a JSON array as a PostgreSQL array literal;
+/// otherwise a string is its text, a number its literal as written (all its digits: a
+/// `numeric` column gets exactly the value of the file), a bool `true`/`false`, an object or
+/// array its JSON text as written. Fails on a string holding U+0000 in a non-JSON column.
+pub fn encode_raw_json(
+    out: &mut Vec<u8>,
+    raw: &RawValue,
+    kind: ColumnKind,
+) -> Result<(), ValueError> {
+    let text = raw.get();
+    match (text.as_bytes().first(), kind) {
+        (Some(b'n'), _) => out.extend_from_slice(NULL),
+        (_, ColumnKind::Json) => escape_into(out, text.as_bytes()),
+        (Some(b'['), ColumnKind::Array) => {
+            let mut lit = Vec::new();
+            raw_array_literal(&mut lit, raw)?;
+            escape_into(out, &lit);
+        }
+        (Some(b'"'), _) => {
+            let s = json_string(raw)?;
+            escape_into(out, s.as_bytes())
+        }
+        // true, false, a number, an object or an array: its text as written.
+        _ => escape_into(out, text.as_bytes()),
+    }
+    Ok(())
+}
+
+/// The string a JSON string literal stands for.
+fn json_string(raw: &RawValue) -> Result<String, ValueError> {
+    let s: String = serde_json::from_str(raw.get()).map_err(|e| ValueError(e.to_string()))?;
+    if s.as_bytes().contains(&0) {
+        return Err(nul_error());
+    }
+    Ok(s)
+}
+
+/// A PostgreSQL array literal of the JSON array `raw`, not yet escaped for COPY (elements as
+/// in [`encode_raw_json`]: numbers and nested objects as written).
+fn raw_array_literal(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), ValueError> {
+    let items: Vec<&RawValue> =
+        serde_json::from_str(raw.get()).map_err(|e| ValueError(e.to_string()))?;
+    out.push(b'{');
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let text = v.get();
+        match text.as_bytes().first() {
+            Some(b'n') => out.extend_from_slice(b"NULL"),
+            Some(b'[') => raw_array_literal(out, v)?,
+            Some(b'"') => quoted_element(out, json_string(v)?.as_bytes()),
+            Some(b'{') => quoted_element(out, text.as_bytes()),
+            _ => out.extend_from_slice(text.as_bytes()),
+        }
+    }
+    out.push(b'}');
     Ok(())
 }
 

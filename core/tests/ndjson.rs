@@ -39,13 +39,41 @@ fn values_by_kind_and_columns_by_keys() {
         ])
     );
     assert_eq!(v[1].0, vec!["id", "doc"]);
-    assert_eq!(v[1].1, s(&[Some("2"), Some(r#"{"k":[1,null]}"#)]));
+    // A json column gets the text as written.
+    assert_eq!(v[1].1, s(&[Some("2"), Some(r#"{"k": [1, null]}"#)]));
     assert_eq!(v[2].1, s(&[Some("3"), None, Some("{a,b}")]));
     assert_eq!(rows[2].line, 5);
     let opts = parse_options("ndjson", "{}").unwrap();
     let mut r = open(&p, &opts, &target()).unwrap();
     drain(&mut r).unwrap();
     assert_eq!(r.extra_columns(), &["extra".to_string()]);
+}
+
+#[test]
+fn numbers_and_json_text_reach_postgresql_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    let mut t = cols(&["id", "n", "tags", "doc"]);
+    t[2].kind = ColumnKind::Array;
+    t[3].kind = ColumnKind::Json;
+    let text = concat!(
+        r#"{"id": 123456789012345678901234567890.123456789, "n": 12.50, "tags": [1e400, 0.10, {"b": 1, "a": 2}], "doc": {"z": 1.0, "a": [1E2]}}"#,
+        "\n",
+        r#"{"id": -9223372036854775809, "n": true}"#,
+        "\n",
+    );
+    let p = write(d.path(), "f.ndjson", text.as_bytes());
+    let rows = read(&p, "ndjson", "{}", &t);
+    let v: Vec<_> = rows.iter().map(|r| r.outcome.clone().unwrap()).collect();
+    assert_eq!(
+        v[0].1,
+        s(&[
+            Some("123456789012345678901234567890.123456789"),
+            Some("12.50"),
+            Some(r#"{1e400,0.10,"{\"b\": 1, \"a\": 2}"}"#),
+            Some(r#"{"z": 1.0, "a": [1E2]}"#),
+        ])
+    );
+    assert_eq!(v[1].1, s(&[Some("-9223372036854775809"), Some("true")]));
 }
 
 #[test]

@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                     return;
                 }
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
-                Piece::TextBatch { .. } | Piece::Damaged { .. } => {
+                Piece::TextBatch { .. } | Piece::Damaged { .. } | Piece::Extra(_) => {
                     panic!("an events job gave a pipeline's piece")
                 }
                 Piece::Batch { mut rows, rejects } => {

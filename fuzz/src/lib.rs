@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 #[path = "../../events/tests/common/pgcopy_decode.rs"]
 pub mod pgcopy_decode;
 
+/// What the `ingest_core` targets (`rows`, `options`) share.
+pub mod ingest;
+
 use pgcopy_decode::{decode_events, EventTuple};
 
 /// Setting bytes before the file.
