@@ -13,7 +13,7 @@ pub mod source;
 pub mod textcopy;
 
 pub use compression::Compression;
-pub use fsopen::open_regular;
+pub use fsopen::{open_regular, open_regular_within};
 pub use mapping::{
     ndjson_columns, resolve, ColumnKind, MappingError, NdjsonColumns, Resolved, TargetColumn,
 };

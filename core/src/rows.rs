@@ -5,7 +5,7 @@
 
 use crate::compression::{self, Compression};
 use crate::csv::{self as csvsm, Dialect, FieldSpan, ScanState, Scanner};
-use crate::fsopen::open_regular;
+use crate::fsopen::{open_regular, open_regular_within};
 use crate::mapping::{self, MappingError, NdjsonColumns, Resolved, TargetColumn};
 use crate::options::{ColumnMapping, Encoding, Format, PipelineOptions};
 use crate::shown::{bytes_excerpt, excerpt, quoted_list};
@@ -324,7 +324,32 @@ impl RowReader {
         expect_prefix: Option<u64>,
         max_record_bytes: u64,
     ) -> Result<RowReader, OpenError> {
-        let file = open_regular(path)?;
+        Self::open_within(
+            path,
+            None,
+            opts,
+            target,
+            resume,
+            expect_prefix,
+            max_record_bytes,
+        )
+    }
+
+    /// As [`RowReader::open`]; with `roots`, the file must really be inside one of them once
+    /// open (see [`open_regular_within`]), else an `Io` error of kind `PermissionDenied`.
+    pub fn open_within(
+        path: &Path,
+        roots: Option<&[std::path::PathBuf]>,
+        opts: &PipelineOptions,
+        target: &[TargetColumn],
+        resume: Option<Resume>,
+        expect_prefix: Option<u64>,
+        max_record_bytes: u64,
+    ) -> Result<RowReader, OpenError> {
+        let file = match roots {
+            Some(roots) => open_regular_within(path, roots)?,
+            None => open_regular(path)?,
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

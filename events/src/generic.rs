@@ -33,8 +33,9 @@ pub fn run(job: &Job, g: &GenericJob, send: &mut dyn FnMut(Piece) -> bool) {
         byte: r.byte,
         line: r.line,
     });
-    let mut reader = match RowReader::open(
+    let mut reader = match RowReader::open_within(
         &job.path,
+        g.roots.as_deref(),
         &g.options,
         &g.columns,
         resume,
@@ -48,6 +49,7 @@ pub fn run(job: &Job, g: &GenericJob, send: &mut dyn FnMut(Piece) -> bool) {
         }
     };
     let extra = reader.extra_columns().to_vec();
+    let mut extra_sent = extra.len();
     if !send(Piece::Opened { extra, raw: None }) {
         return;
     }
@@ -56,6 +58,14 @@ pub fn run(job: &Job, g: &GenericJob, send: &mut dyn FnMut(Piece) -> bool) {
             Some(c) => c,
             None => return,
         };
+        // An NDJSON file's unknown keys are only known as its lines are read.
+        let extra = reader.extra_columns();
+        if extra.len() > extra_sent {
+            extra_sent = extra.len();
+            if !send(Piece::Extra(extra.to_vec())) {
+                return;
+            }
+        }
         if let Some(e) = damage {
             let message = excerpt(
                 &format!(
@@ -220,6 +230,7 @@ mod tests {
             generic: Some(Arc::new(GenericJob {
                 options: parse_options(format, "{}").unwrap(),
                 columns: vec![col("id", true), col("name", false), col("meta", false)],
+                roots: None,
             })),
         }
     }
@@ -247,6 +258,7 @@ mod tests {
                     ends.push(end);
                     damage = Some(message);
                 }
+                Piece::Extra(_) => {}
                 Piece::Batch { .. } => panic!("events batch for a pipeline's file"),
                 Piece::OpenFailed(e) => panic!("open failed: {e}"),
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
@@ -322,7 +334,8 @@ mod tests {
         );
         assert_eq!(rejects.len(), 1);
         assert_eq!(rejects[0].0, 4);
-        assert_eq!(batches[2].slice(0, 1), b"4\t{\"k\":[1]}\n");
+        // A json column gets the value's text as written.
+        assert_eq!(batches[2].slice(0, 1), b"4\t{\"k\": [1]}\n");
     }
 
     #[test]

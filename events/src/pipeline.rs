@@ -49,6 +49,9 @@ pub struct Job {
 pub struct GenericJob {
     pub options: ingest_core::options::PipelineOptions,
     pub columns: Vec<ingest_core::mapping::TargetColumn>,
+    /// The folders a file must really be in once open (`ecommerce_ingest.allowed_roots`, for a
+    /// pipeline owned by a non-superuser); `None`: anywhere.
+    pub roots: Option<Vec<std::path::PathBuf>>,
 }
 
 /// A pipeline's valid rows in COPY text format, all for the same column list: each row's end in
@@ -213,6 +216,9 @@ pub enum Piece {
         rejects: Vec<Reject>,
     },
     ChunkEnd(ChunkEnd),
+    /// The keys of a pipeline's NDJSON file that map to no column, seen so far: sent before a
+    /// chunk's end when the list grew in it (a CSV/TSV file's come with `Opened`).
+    Extra(Vec<String>),
     /// A pipeline's file cannot be read past `end.resume` (a corrupt or truncated archive, an
     /// old enough file): the chunk ends there — what was read before the damage is ingested —
     /// and the file fails with `message`.
@@ -231,7 +237,10 @@ impl Piece {
         match self {
             Piece::OpenFailed(_) | Piece::ReadFailed(_) | Piece::Damaged { .. } => true,
             Piece::ChunkEnd(e) => one_chunk || e.last(),
-            Piece::Opened { .. } | Piece::Batch { .. } | Piece::TextBatch { .. } => false,
+            Piece::Opened { .. }
+            | Piece::Batch { .. }
+            | Piece::TextBatch { .. }
+            | Piece::Extra(_) => false,
         }
     }
 }
@@ -548,6 +557,7 @@ mod tests {
                 }
                 Piece::ChunkEnd(e) => ends.push(e),
                 Piece::Damaged { message, .. } => panic!("damaged: {message}"),
+                Piece::Extra(e) => panic!("extra keys of an events file: {e:?}"),
                 Piece::OpenFailed(e) => panic!("open failed: {e}"),
                 Piece::ReadFailed(e) => panic!("read failed: {e}"),
             }

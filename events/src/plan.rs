@@ -68,6 +68,25 @@ pub fn plan_known(e: &Entry, cand: &Candidate, young: bool, changed_seen: Option
     }
 }
 
+/// As [`plan_known`], for a compressed file (a pipeline's `.gz`, `.zst`): its offsets count
+/// decompressed bytes, which its size on disk cannot be compared with. A file in progress is
+/// read on (its resume checks the hash of the decompressed prefix, so a file whose committed
+/// part changed is refused then); a growing one is read again once it changed or is old
+/// enough.
+pub fn plan_known_compressed(
+    e: &Entry,
+    cand: &Candidate,
+    young: bool,
+    changed_seen: Option<Seen>,
+) -> Plan {
+    match e.status {
+        FileStatus::Ingesting => Plan::Ingest,
+        FileStatus::Growing if !young || !same_file(e, cand) => Plan::Ingest,
+        FileStatus::Growing => Plan::LookAgainSoon,
+        _ => plan_known(e, cand, young, changed_seen),
+    }
+}
+
 /// Modified less than `min_age` ago (all in nanoseconds since the epoch).
 pub fn is_young(now_ns: i64, mtime_ns: i64, min_age_ns: i64) -> bool {
     now_ns - mtime_ns < min_age_ns
@@ -183,12 +202,18 @@ pub fn vanished(e: &Entry) -> Vanished {
 }
 
 /// A file still waits for bytes to be read (counts in `files_pending` and the lag).
-pub fn is_pending(e: Option<&Entry>, cand: &Candidate) -> bool {
+/// `compressed`: its offsets count decompressed bytes (see [`plan_known_compressed`]).
+pub fn is_pending(e: Option<&Entry>, cand: &Candidate, compressed: bool) -> bool {
     match e {
         None => true,
         Some(e) => {
             matches!(e.status, FileStatus::Ingesting | FileStatus::Error)
-                || (e.status == FileStatus::Growing && cand.size > e.resume.byte)
+                || (e.status == FileStatus::Growing
+                    && if compressed {
+                        !same_file(e, cand)
+                    } else {
+                        cand.size > e.resume.byte
+                    })
         }
     }
 }
@@ -456,18 +481,93 @@ mod tests {
     #[test]
     fn pending_means_bytes_left_to_read() {
         let c = cand(100, 0);
-        assert!(is_pending(None, &c));
+        assert!(is_pending(None, &c, false));
         assert!(is_pending(
             Some(&entry(FileStatus::Ingesting, 100, 0, 50)),
-            &c
+            &c,
+            false
         ));
-        assert!(is_pending(Some(&entry(FileStatus::Error, 100, 0, 0)), &c));
-        assert!(is_pending(Some(&entry(FileStatus::Growing, 80, 0, 80)), &c));
+        assert!(is_pending(
+            Some(&entry(FileStatus::Error, 100, 0, 0)),
+            &c,
+            false
+        ));
+        assert!(is_pending(
+            Some(&entry(FileStatus::Growing, 80, 0, 80)),
+            &c,
+            false
+        ));
         assert!(!is_pending(
             Some(&entry(FileStatus::Growing, 100, 0, 100)),
-            &c
+            &c,
+            false
         ));
-        assert!(!is_pending(Some(&entry(FileStatus::Done, 100, 0, 100)), &c));
-        assert!(!is_pending(Some(&entry(FileStatus::Failed, 100, 0, 0)), &c));
+        assert!(!is_pending(
+            Some(&entry(FileStatus::Done, 100, 0, 100)),
+            &c,
+            false
+        ));
+        assert!(!is_pending(
+            Some(&entry(FileStatus::Failed, 100, 0, 0)),
+            &c,
+            false
+        ));
+        // Compressed: 100 bytes on disk hold 900 decompressed ones; only a change of the file
+        // says there is more.
+        assert!(!is_pending(
+            Some(&entry(FileStatus::Growing, 100, 0, 900)),
+            &c,
+            true
+        ));
+        assert!(is_pending(
+            Some(&entry(FileStatus::Growing, 80, 0, 900)),
+            &c,
+            true
+        ));
+    }
+
+    #[test]
+    fn a_compressed_file_is_never_judged_by_comparing_its_size_with_its_offsets() {
+        // 100 bytes on disk, 900 decompressed bytes read.
+        let c = cand(100, 0);
+        let seen = None;
+        // Unchanged and still young: look again; old enough: finish it.
+        let growing = entry(FileStatus::Growing, 100, 0, 900);
+        assert_eq!(
+            plan_known(&growing, &c, true, seen),
+            Plan::CheckChanged,
+            "what the plain rule would say"
+        );
+        assert_eq!(
+            plan_known_compressed(&growing, &c, true, seen),
+            Plan::LookAgainSoon
+        );
+        assert_eq!(
+            plan_known_compressed(&growing, &c, false, seen),
+            Plan::Ingest
+        );
+        // Rewritten (another size): read on, the resume's prefix hash tells.
+        assert_eq!(
+            plan_known_compressed(&growing, &cand(150, 7), true, seen),
+            Plan::Ingest
+        );
+        assert_eq!(
+            plan_known_compressed(&entry(FileStatus::Ingesting, 100, 0, 900), &c, false, seen),
+            Plan::Ingest
+        );
+        // Done: as any file (same size and mtime on disk: nothing to do).
+        assert_eq!(
+            plan_known_compressed(&entry(FileStatus::Done, 100, 0, 900), &c, false, seen),
+            Plan::AfterDone
+        );
+        assert_eq!(
+            plan_known_compressed(
+                &entry(FileStatus::Done, 100, 0, 900),
+                &cand(100, 9_000),
+                false,
+                seen
+            ),
+            Plan::CheckChanged
+        );
     }
 }

@@ -518,7 +518,7 @@ fn run_job(p: &Path, young: bool) -> (Vec<(u64, String)>, ecommerce_events::pipe
             Piece::Opened { .. } => {}
             Piece::OpenFailed(e) => panic!("{e}"),
             Piece::ReadFailed(e) => panic!("{e}"),
-            Piece::TextBatch { .. } | Piece::Damaged { .. } => {
+            Piece::TextBatch { .. } | Piece::Damaged { .. } | Piece::Extra(_) => {
                 panic!("an events job gave a pipeline's piece")
             }
         }

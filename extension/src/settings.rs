@@ -271,6 +271,20 @@ impl Settings {
         }
     }
 
+    /// File `name` is read through a decompressor (a pipeline's `.gz`, `.zst`): its offsets
+    /// count decompressed bytes, not bytes of the file on disk.
+    pub fn compressed(&self, name: &str) -> bool {
+        self.compression(name) != ingest_core::Compression::None
+    }
+
+    /// How file `name` is compressed (the events pipeline's files never are).
+    pub fn compression(&self, name: &str) -> ingest_core::Compression {
+        match &self.source {
+            Source::Events => ingest_core::Compression::None,
+            Source::Pipeline(def) => def.options.compression.for_file(name),
+        }
+    }
+
     /// A pipeline's settings: its own where it has them, this file's otherwise (the events
     /// pipeline's pattern and processed action excepted: a pipeline's default pattern is its
     /// format's, and its files are kept unless it says otherwise).

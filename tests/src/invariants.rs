@@ -23,21 +23,23 @@ impl Cluster {
 /// Checks the exactly-once bookkeeping as committed at this moment, file by file: the ledger's
 /// row and reject counts equal what `user_events` and `ingest_rejected` hold, nothing lies at or
 /// beyond the committed line, the chunks add up to the ledger and are contiguous, and no
-/// (file, line) is stored twice. Returns one line per problem (empty: all consistent).
+/// (file, line) is stored twice. Returns one line per problem (empty: all consistent). Only the
+/// events pipeline's rows are looked at (other pipelines' rows are not in `user_events`; before
+/// 0.3.0 the tables have no `pipeline` column and every row is the events pipeline's).
 pub fn ledger_problems(client: &mut Client) -> Vec<String> {
     let mut out = Vec::new();
     let q = "WITH e AS (SELECT source_file AS f, count(*) AS n, max(source_line) AS m
                         FROM user_events_with_source GROUP BY 1),
                   r AS (SELECT file_name AS f, count(*) AS n, max(line_number) AS m
-                        FROM ingest_rejected GROUP BY 1),
+                        FROM (SELECT * FROM ingest_rejected x WHERE coalesce(to_jsonb(x) ->> 'pipeline', 'events') = 'events') rj GROUP BY 1),
                   k AS (SELECT file_name AS f, count(*) AS n, sum(rows_ok)::int8 AS ok,
                                sum(rows_rejected)::int8 AS rej
-                        FROM ingest_chunks GROUP BY 1)
+                        FROM (SELECT * FROM ingest_chunks x WHERE coalesce(to_jsonb(x) ->> 'pipeline', 'events') = 'events') ch GROUP BY 1)
              SELECT format('%s: ledger status %s rows_ok %s rows_rejected %s chunks %s committed_line %s; \
                             user_events %s rows (max line %s); rejects %s (max line %s); chunk rows %s/%s in %s chunks',
                            coalesce(l.file_name, e.f, r.f), l.status, l.rows_ok, l.rows_rejected, l.chunks,
                            l.committed_line, e.n, e.m, r.n, r.m, k.ok, k.rej, k.n)
-               FROM ingest_ledger l
+               FROM (SELECT * FROM ingest_ledger x WHERE coalesce(to_jsonb(x) ->> 'pipeline', 'events') = 'events') l
                FULL JOIN e ON e.f = l.file_name
                FULL JOIN r ON r.f = coalesce(l.file_name, e.f)
                LEFT JOIN k ON k.f = l.file_name
@@ -54,7 +56,7 @@ pub fn ledger_problems(client: &mut Client) -> Vec<String> {
                            file_name, chunk_no, start_offset, first_line, prev_end, prev_line + 1)
                FROM (SELECT *, lag(end_offset) OVER w AS prev_end, lag(last_line) OVER w AS prev_line,
                             lag(chunk_no) OVER w AS prev_no
-                       FROM ingest_chunks WINDOW w AS (PARTITION BY file_name ORDER BY chunk_no)) c
+                       FROM (SELECT * FROM ingest_chunks x WHERE coalesce(to_jsonb(x) ->> 'pipeline', 'events') = 'events') ch WINDOW w AS (PARTITION BY file_name ORDER BY chunk_no)) c
               WHERE prev_no IS NOT NULL
                 AND (prev_no <> chunk_no - 1 OR start_offset <> prev_end OR first_line <= prev_line)";
     for r in client.query(q, &[]).expect("chunk contiguity query") {

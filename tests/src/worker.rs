@@ -163,6 +163,19 @@ impl Cluster {
     /// until connections are accepted again, reconnects, and waits for a new worker.
     pub fn kill_worker(&mut self) {
         let pid = self.wait_worker();
+        self.crash_process(pid);
+        let mut new_pid = 0;
+        self.wait_for("a new worker after SIGKILL", Duration::from_secs(30), |c| {
+            new_pid = c.worker_pid().unwrap_or(0);
+            new_pid != 0 && new_pid != pid
+        });
+        println!("killed worker {pid}; new worker {new_pid}");
+    }
+
+    /// SIGKILLs server process `pid` (any backend or worker: the postmaster then restarts every
+    /// process, as after a crash); waits until our own connection is gone and connections are
+    /// accepted again, and reconnects.
+    pub fn crash_process(&mut self, pid: i32) {
         let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
         assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
         // Our own backend is terminated by the crash restart: wait for that first.
@@ -170,17 +183,11 @@ impl Cluster {
         while self.client().simple_query("SELECT 1").is_ok() {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "the postmaster did not restart after the worker was killed"
+                "the postmaster did not restart after process {pid} was killed"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
         self.client = None;
         self.client = Some(self.connect_retry("postgres", Duration::from_secs(60)));
-        let mut new_pid = 0;
-        self.wait_for("a new worker after SIGKILL", Duration::from_secs(30), |c| {
-            new_pid = c.worker_pid().unwrap_or(0);
-            new_pid != 0 && new_pid != pid
-        });
-        println!("killed worker {pid}; new worker {new_pid}");
     }
 }

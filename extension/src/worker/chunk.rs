@@ -259,7 +259,7 @@ pub fn chunk_body(
     cand: &Candidate,
     pipe: &mut Pipeline,
     t: &mut Ticket,
-    opened: &Opened,
+    opened: &mut Opened,
     young: bool,
     chunk_no: i32,
     before: Option<&Entry>,
@@ -327,6 +327,7 @@ pub fn chunk_body(
                     rejects.flush(client, file)?;
                 }
             }
+            Ok(Some(Piece::Extra(extra))) => opened.extra = extra,
             Ok(Some(Piece::ChunkEnd(end))) => break end,
             // What was read before the damage commits with this chunk; the file fails.
             Ok(Some(Piece::Damaged { end, message })) => {
@@ -374,7 +375,12 @@ pub fn chunk_body(
     let u = Update {
         name: file,
         status,
-        size: cand.size.max(resume.byte),
+        // A compressed file's offsets count decompressed bytes: its size is the one on disk.
+        size: if st.compressed(file) {
+            cand.size
+        } else {
+            cand.size.max(resume.byte)
+        },
         mtime_ns: cand.mtime_ns,
         hash: if finished {
             end.hash.map(ecommerce_events::ledger::hash_hex)

@@ -82,9 +82,12 @@ impl Worker {
     /// not ingested)?
     pub fn check_changed(&mut self, st: &Settings, cand: &Candidate, e: &Entry) {
         let path = st.input_dir.join(&cand.name);
-        let now_hash = ecommerce_events::reader::hash_file(&path)
-            .ok()
-            .map(hash_hex);
+        // The ledger's hash is of the content as read: decompressed for a compressed file.
+        let now_hash = match st.compression(&cand.name) {
+            ingest_core::Compression::None => ecommerce_events::reader::hash_file(&path).ok(),
+            c => ingest_core::compression::content_hash(&path, c).ok(),
+        }
+        .map(hash_hex);
         let Some(ledger) = self.ledger.as_mut() else {
             return;
         };

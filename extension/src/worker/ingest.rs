@@ -79,6 +79,10 @@ fn job(
             Source::Pipeline(def) => Some(std::sync::Arc::new(GenericJob {
                 options: def.options.clone(),
                 columns: def.columns.clone(),
+                // A non-superuser's files are read only from inside the allowed roots, checked
+                // on each file once open (its folder may have been swapped since the check of
+                // the trigger's start).
+                roots: (!def.owner_is_superuser).then(crate::settings::allowed_roots),
             })),
         },
     }
@@ -130,7 +134,7 @@ pub fn ingest_file(
     let Ok(mut t) = pipe.submit(job(st, cand, before, young, false)) else {
         return FileOutcome::Wait(Some(THREAD_GONE.into()));
     };
-    let opened = match first_piece(pipe, &mut t) {
+    let mut opened = match first_piece(pipe, &mut t) {
         Ok(o) => o,
         Err(Some(e)) => return open_failed(cand, young, e),
         Err(None) => return FileOutcome::Wait(Some(THREAD_GONE.into())),
@@ -150,7 +154,7 @@ pub fn ingest_file(
                     cand,
                     pipe,
                     &mut t,
-                    &opened,
+                    &mut opened,
                     young,
                     chunk_no,
                     entry.as_ref(),
@@ -246,7 +250,7 @@ pub fn ingest_group(
             }
             let mut steps = Vec::with_capacity(members.len());
             for (m, t) in members.iter().zip(tickets.iter_mut()) {
-                let Ok(opened) = first_piece(pipe, t) else {
+                let Ok(mut opened) = first_piece(pipe, t) else {
                     steps.push(MemberStep::NotOpened);
                     continue;
                 };
@@ -257,7 +261,7 @@ pub fn ingest_group(
                     m.cand,
                     pipe,
                     t,
-                    &opened,
+                    &mut opened,
                     m.young,
                     chunk_no,
                     m.before.as_ref(),

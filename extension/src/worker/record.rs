@@ -5,6 +5,7 @@ use super::say::Topic;
 use super::sql;
 use super::state::{pg_now, Reason, Tally, Worker};
 use super::txn::transaction;
+use crate::settings::Settings;
 use crate::shared::STATUS;
 use ecommerce_events::ledger::FileStatus;
 use ecommerce_events::plan::is_pending;
@@ -18,7 +19,11 @@ impl Worker {
     /// them was first seen (the ledger's discovery time, or when this worker first saw a file
     /// the ledger does not know yet; never the file's mtime, which a copy can set to any date).
     /// Also updates which files stay active (looked at in the next trigger).
-    pub fn pending_of(&mut self, candidates: &[Candidate]) -> (i64, pg_sys::TimestampTz) {
+    pub fn pending_of(
+        &mut self,
+        st: &Settings,
+        candidates: &[Candidate],
+    ) -> (i64, pg_sys::TimestampTz) {
         let now = pg_now();
         let mut pending = 0i64;
         let mut oldest = pg_sys::TimestampTz::MAX;
@@ -26,7 +31,7 @@ impl Worker {
         self.active.clear();
         for cand in candidates {
             let e = self.ledger.as_ref().and_then(|l| l.get(&cand.name));
-            let waiting = is_pending(e, cand);
+            let waiting = is_pending(e, cand, st.compressed(&cand.name));
             if waiting {
                 pending += 1;
                 let seen = match e {
@@ -49,8 +54,8 @@ impl Worker {
 
     /// Publishes the pending files and the lag before ingesting, so that they are true while a
     /// trigger is blocked (a lock on the table).
-    pub fn publish_pending(&mut self, candidates: &[Candidate]) {
-        let (pending, oldest) = self.pending_of(candidates);
+    pub fn publish_pending(&mut self, st: &Settings, candidates: &[Candidate]) {
+        let (pending, oldest) = self.pending_of(st, candidates);
         let mut s = STATUS.exclusive();
         s.pending_files = pending;
         s.oldest_pending_at = oldest;
@@ -60,6 +65,7 @@ impl Worker {
     /// row, and the status counters.
     pub fn record(
         &mut self,
+        st: &Settings,
         candidates: &[Candidate],
         tally: Tally,
         started: Instant,
@@ -71,7 +77,7 @@ impl Worker {
             rows,
             rejected,
         } = tally;
-        let (pending, oldest) = self.pending_of(candidates);
+        let (pending, oldest) = self.pending_of(st, candidates);
         let elapsed = started.elapsed();
         let ms = elapsed.as_secs_f64() * 1000.0;
         let rps = if ms > 0.0 {

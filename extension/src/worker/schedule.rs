@@ -8,7 +8,8 @@ use super::watch;
 use crate::settings::Settings;
 use ecommerce_events::pipeline::Pipeline;
 use ecommerce_events::plan::{
-    is_young, next_group, plan_known, wake_at_age, Backoff, GroupItem, Plan, BACKOFF_MEMORY,
+    is_young, next_group, plan_known, plan_known_compressed, wake_at_age, Backoff, GroupItem, Plan,
+    BACKOFF_MEMORY,
 };
 use ecommerce_events::Candidate;
 use pgrx::prelude::*;
@@ -61,7 +62,14 @@ impl Worker {
             let known = self.entry(&cand.name).cloned();
             let plan = match &known {
                 None => Plan::Ingest,
-                Some(e) => plan_known(e, cand, young, self.changed_seen.get(&cand.name).copied()),
+                Some(e) => {
+                    let seen = self.changed_seen.get(&cand.name).copied();
+                    if st.compressed(&cand.name) {
+                        plan_known_compressed(e, cand, young, seen)
+                    } else {
+                        plan_known(e, cand, young, seen)
+                    }
+                }
             };
             match plan {
                 // A failed file whose move to the failed folder did not work before.

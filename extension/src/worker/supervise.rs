@@ -140,14 +140,16 @@ impl Worker {
                             && e.version == env!("CARGO_PKG_VERSION") => {}
                     _ => return Ok(None),
                 }
-                let created = c
-                    .select(
-                        "SELECT (EXTRACT(epoch FROM created_at) * 1e6)::pg_catalog.int8 FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
-                        None,
-                        &[name.into()],
-                    )?
-                    .first()
-                    .get_one::<i64>()?;
+                let rows = c.select(
+                    "SELECT (EXTRACT(epoch FROM created_at) * 1e6)::pg_catalog.int8 FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
+                    None,
+                    &[name.into()],
+                )?;
+                // Dropped: no row (reading one from an empty result is an error).
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let created = rows.first().get_one::<i64>()?;
                 let def = pipeline::load(c, name)?;
                 let def = def.map(|d| d.and_then(|d| check_owner(&d).map(|()| d)).map(|d| (d, created)));
                 Ok::<_, pgrx::spi::Error>(def)

@@ -97,13 +97,13 @@ impl Worker {
         let backlog = todo.len() > st.max_files_per_trigger;
         todo.truncate(st.max_files_per_trigger);
         // What waits is known now: if the ingest below blocks (a lock), the status still tells.
-        self.publish_pending(&candidates);
+        self.publish_pending(st, &candidates);
         let tally = match self.ingest(st, &todo, &mut wake_in) {
             Ok(t) => t,
             Err(reload) => return reload,
         };
         self.retry_backed_off_at(&mut wake_in);
-        self.record(&candidates, tally, started, started_at, reason);
+        self.record(st, &candidates, tally, started, started_at, reason);
         if was_blocked && !self.blocked {
             STATUS.exclusive().blocked = false;
             self.say(

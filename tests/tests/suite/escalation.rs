@@ -90,6 +90,22 @@ fn objects_a_database_owner_puts_in_public_are_never_run_by_the_extensions_funct
         let _ = adm.query("SELECT ingest_retry('a.csv')", &[]);
         let _ = adm.query("SELECT ingest_retry('no-such-file')", &[]);
     }
+    // A superuser manages a pipeline with public on its search_path, even before pg_catalog:
+    // the pipeline functions run as their caller, and none of their statements reaches the
+    // traps.
+    let dir = c.root_dir().join("esc");
+    postgres_folder(&dir);
+    c.execute(&format!(
+        "CREATE TABLE public.esc_t (id int);
+         SET search_path = public, pg_catalog;
+         SELECT ingest_create_pipeline('esc', {}, 'esc_t', 'csv', '{{\"trigger_interval\": 100}}');
+         SELECT ingest_alter_pipeline('esc', options => '{{\"batch_rows\": 10}}');
+         SELECT ingest_pause('esc'); SELECT ingest_resume('esc'); SELECT ingest_trigger('esc');
+         SELECT * FROM ingest_status();
+         SELECT ingest_drop_pipeline('esc');
+         RESET search_path;",
+        lit(&dir.display().to_string())
+    ));
     // The superuser's own DROP EXTENSION path (refused, user_events has rows) runs SQL too.
     let _ = c.client().batch_execute("DROP EXTENSION ecommerce_ingest");
     let s = c.status();
@@ -105,14 +121,21 @@ fn objects_a_database_owner_puts_in_public_are_never_run_by_the_extensions_funct
         .filter(|(who, _)| who != "appowner")
         .collect();
     assert!(ran.is_empty(), "traps ran as other roles: {ran:?}");
-    // Every function of the extension pins its search_path to pg_catalog, pg_temp.
+    // Every function of the extension pins its search_path to pg_catalog, pg_temp; except the
+    // three that manage pipelines, which must not be SECURITY DEFINER: they run as their caller
+    // (the pipeline's owner), resolve the target table with the caller's search_path, qualify
+    // everything else (exercised above with the traps in place), and write the catalog as the
+    // extension's owner with the search_path pinned.
     let loose: Vec<String> = c
         .client()
         .query(
             "SELECT p.oid::regprocedure::text || ' ' || coalesce(p.proconfig::text, 'no SET')
+                    || CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END
                FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
                JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'ecommerce_ingest'
-              WHERE p.proconfig IS NULL OR NOT ('search_path=pg_catalog, pg_temp' = ANY (p.proconfig))",
+              WHERE (p.proconfig IS NULL OR NOT ('search_path=pg_catalog, pg_temp' = ANY (p.proconfig)))
+                AND (p.prosecdef OR p.proname NOT IN
+                     ('ingest_create_pipeline', 'ingest_alter_pipeline', 'ingest_drop_pipeline'))",
             &[],
         )
         .unwrap()
