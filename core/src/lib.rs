@@ -7,6 +7,7 @@ pub mod csv;
 pub mod fsopen;
 pub mod mapping;
 pub mod options;
+pub mod policy;
 pub mod rows;
 pub mod shown;
 pub mod source;

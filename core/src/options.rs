@@ -99,6 +99,8 @@ pub struct PipelineOptions {
     /// Encoding of NDJSON files (`Format::Ndjson` carries no options); CSV/TSV keep theirs in
     /// [`CsvOptions::encoding`]. Use [`PipelineOptions::encoding`].
     pub ndjson_encoding: Encoding,
+    /// Error mode and de-duplication key (see [`crate::policy`]).
+    pub policy: crate::policy::RowPolicy,
 }
 
 impl PipelineOptions {
@@ -297,6 +299,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
     let valid: Vec<&'static str> = if ndjson { NDJSON_KEYS } else { CSV_KEYS }
         .iter()
         .chain(SETTINGS_KEYS)
+        .chain(crate::policy::POLICY_KEYS)
         .copied()
         .collect();
     for key in obj.keys() {
@@ -309,6 +312,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
         }
     }
     let settings = parse_settings(&obj)?;
+    let policy = crate::policy::parse_policy(&obj)?;
     let compression = match obj.get("compression") {
         None => CompressionChoice::Auto,
         Some(v) => match v.as_str().map(|s| s.to_ascii_lowercase()).as_deref() {
@@ -351,6 +355,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
             mapping: explicit.map_or(ColumnMapping::ByName, ColumnMapping::Explicit),
             settings,
             ndjson_encoding: encoding,
+            policy,
         });
     }
     let tsv = format_name == "tsv";
@@ -458,6 +463,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
         mapping,
         settings,
         ndjson_encoding: Encoding::Utf8,
+        policy,
     })
 }
 

@@ -102,6 +102,8 @@ pub struct Update<'a> {
     pub resume: Resume,
     pub rows_ok: i64,
     pub rows_rejected: i64,
+    /// Rows skipped as duplicates of rows already in the target (a pipeline's `dedup_key`).
+    pub rows_duplicate: i64,
     pub new_chunks: i32,
     pub extra_columns: Option<Vec<String>>,
     pub error: Option<String>,
@@ -130,6 +132,7 @@ impl<'a> Update<'a> {
             resume,
             rows_ok: 0,
             rows_rejected: 0,
+            rows_duplicate: 0,
             new_chunks: 0,
             extra_columns: None,
             error,

@@ -7,6 +7,8 @@
 -- Every ledger, chunk, reject and batch row belongs to a pipeline; the rows 0.2.0 wrote are the
 -- events pipeline's. A file name is unique within its pipeline.
 ALTER TABLE @extschema@.ingest_ledger ADD COLUMN pipeline text NOT NULL DEFAULT 'events';
+-- Rows skipped because their key was already in the target (a pipeline's dedup_key).
+ALTER TABLE @extschema@.ingest_ledger ADD COLUMN rows_duplicate bigint NOT NULL DEFAULT 0;
 ALTER TABLE @extschema@.ingest_ledger DROP CONSTRAINT ingest_ledger_pkey,
     ADD CONSTRAINT ingest_ledger_pkey PRIMARY KEY (pipeline, file_name);
 ALTER TABLE @extschema@.ingest_chunks ADD COLUMN pipeline text NOT NULL DEFAULT 'events';
@@ -25,6 +27,9 @@ CREATE TABLE @extschema@.ingest_pipelines (
     input_dir     text NOT NULL,
     format        text NOT NULL CHECK (format IN ('csv', 'tsv', 'ndjson')),
     options       jsonb NOT NULL DEFAULT '{}',
+    -- SQL run on each chunk's rows (in pg_temp.ingest_batch), in the chunk's transaction, as
+    -- the owner; NULL: the rows are appended to the target.
+    transform     text,
     paused        boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
     changed_at    timestamptz NOT NULL DEFAULT now(),
@@ -100,7 +105,7 @@ SELECT pipeline, count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE
 CREATE OR REPLACE VIEW @extschema@.ingest_files AS
     SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,
            committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at,
-           pipeline
+           pipeline, rows_duplicate
       FROM @extschema@.ingest_ledger;
 CREATE OR REPLACE VIEW @extschema@.ingest_file_chunks AS
     SELECT file_name, chunk_no, start_offset, end_offset, first_line, last_line, rows_ok, rows_rejected, committed_at,
@@ -152,16 +157,18 @@ CREATE FUNCTION @extschema@."ingest_create_pipeline"(
 	"input_dir" TEXT, /* & str */
 	"target" TEXT, /* & str */
 	"format" TEXT DEFAULT 'csv', /* & str */
-	"options" jsonb DEFAULT '{}' /* JsonB */
+	"options" jsonb DEFAULT '{}', /* JsonB */
+	"transform" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
-STRICT VOLATILE
+VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ingest_create_pipeline_wrapper';
 
 CREATE FUNCTION @extschema@."ingest_alter_pipeline"(
 	"pipeline_name" TEXT, /* & str */
 	"input_dir" TEXT DEFAULT NULL, /* Option < & str > */
-	"options" jsonb DEFAULT NULL /* Option < JsonB > */
+	"options" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"transform" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 VOLATILE
 LANGUAGE c /* Rust */
@@ -210,11 +217,11 @@ AS 'MODULE_PATHNAME', 'ingest_retry_pipeline_wrapper';
 -- Privileges: nothing for PUBLIC; status for the monitoring role; the rest for the admin role.
 REVOKE ALL ON FUNCTION @extschema@.ingest_status(), @extschema@.ingest_pause(text), @extschema@.ingest_resume(text),
     @extschema@.ingest_trigger(text), @extschema@.ingest_retry(text, text),
-    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb),
-    @extschema@.ingest_alter_pipeline(text, text, jsonb), @extschema@.ingest_drop_pipeline(text) FROM PUBLIC;
+    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb, text),
+    @extschema@.ingest_alter_pipeline(text, text, jsonb, text), @extschema@.ingest_drop_pipeline(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest_status() TO ecommerce_ingest_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest_pause(text), @extschema@.ingest_resume(text),
     @extschema@.ingest_trigger(text), @extschema@.ingest_retry(text, text),
-    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb),
-    @extschema@.ingest_alter_pipeline(text, text, jsonb), @extschema@.ingest_drop_pipeline(text)
+    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb, text),
+    @extschema@.ingest_alter_pipeline(text, text, jsonb, text), @extschema@.ingest_drop_pipeline(text)
     TO ecommerce_ingest_admin;

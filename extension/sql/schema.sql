@@ -80,6 +80,8 @@ CREATE TABLE ingest_ledger (
     prefix_hash      text,
     -- The pipeline the file belongs to ('events': the events pipeline of postgresql.conf).
     pipeline         text NOT NULL DEFAULT 'events',
+    -- Rows skipped because their key was already in the target (a pipeline's dedup_key).
+    rows_duplicate   bigint NOT NULL DEFAULT 0,
     CONSTRAINT ingest_ledger_pkey PRIMARY KEY (pipeline, file_name)
 );
 COMMENT ON TABLE ingest_ledger IS 'One row per input file: how far it was ingested. Written in the same transaction as the rows.';
@@ -143,6 +145,9 @@ CREATE TABLE ingest_pipelines (
     input_dir     text NOT NULL,
     format        text NOT NULL CHECK (format IN ('csv', 'tsv', 'ndjson')),
     options       jsonb NOT NULL DEFAULT '{}',
+    -- SQL run on each chunk's rows (in pg_temp.ingest_batch), in the chunk's transaction, as
+    -- the owner; NULL: the rows are appended to the target.
+    transform     text,
     paused        boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
     changed_at    timestamptz NOT NULL DEFAULT now(),
@@ -222,7 +227,7 @@ SELECT pg_catalog.pg_extension_config_dump('ingest_pipelines', '');
 CREATE VIEW ingest_files AS
     SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,
            committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at,
-           pipeline
+           pipeline, rows_duplicate
       FROM ingest_ledger;
 COMMENT ON VIEW ingest_files IS 'One row per input file: status, size, content hash, rows ingested and rejected, error.';
 

@@ -23,6 +23,31 @@ pub struct PipelineDef {
     pub paused: bool,
     /// The target's columns, in table order.
     pub columns: Vec<TargetColumn>,
+    /// SQL run on each chunk's rows in the staging table (see worker/staging.rs).
+    pub transform: Option<String>,
+    /// The target is a view (rows go in through its INSTEAD OF triggers, by the planner).
+    pub target_is_view: bool,
+}
+
+impl PipelineDef {
+    /// The rows go through the staging table and the planner rather than straight in with COPY:
+    /// a transform, a de-duplication key, a view, or row-level security for the owner (which
+    /// COPY cannot enforce and an INSERT does).
+    pub fn staged(&self) -> bool {
+        self.transform.is_some()
+            || self.options.policy.dedup_key.is_some()
+            || self.target_is_view
+            || owner_under_rls(self)
+    }
+}
+
+/// Row-level security applies to the owner on the target.
+pub fn owner_under_rls(d: &PipelineDef) -> bool {
+    // SAFETY: an RLS check by oids, on the backend's own thread inside a transaction.
+    unsafe {
+        pg_sys::check_enable_rls(d.target, d.owner, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    }
 }
 
 /// The target's columns, with what the mapping needs to know of each: JSON or array (how an
@@ -83,6 +108,8 @@ pub fn load(
     let format = r.get::<String>(5)?.unwrap_or_default();
     let options_json = r.get::<String>(6)?.unwrap_or_else(|| "{}".into());
     let paused = r.get::<bool>(7)?.unwrap_or(true);
+    let transform = r.get::<String>(8)?.filter(|t| !t.trim().is_empty());
+    let target_is_view = r.get::<bool>(9)?.unwrap_or(false);
     let options = match parse_options(&format, &options_json) {
         Ok(o) => o,
         Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: options: {e}")))),
@@ -106,6 +133,8 @@ pub fn load(
         options,
         paused,
         columns,
+        transform,
+        target_is_view,
     })))
 }
 
@@ -135,28 +164,23 @@ pub fn check_under_roots(what: &str, folder: &Path, roots: &[PathBuf]) -> Result
     })
 }
 
-/// The pipeline's owner may insert into its target, and row-level security does not apply to
-/// it there (COPY cannot enforce policies): checked at every trigger and in every chunk's
-/// transaction, so a privilege revoked later stops the pipeline with this reason.
+/// The pipeline's owner may insert into its target: checked at every trigger and in every
+/// chunk's transaction (the worker calls COPY's internals, which check no privilege), so a
+/// privilege revoked later stops the pipeline with this reason. (A transform is checked by
+/// PostgreSQL itself, as the owner runs it; row-level security sends the rows through the
+/// planner, see [`PipelineDef::staged`].)
 pub fn owner_may_insert(d: &PipelineDef) -> Result<(), Invalid> {
-    // SAFETY: ACL and RLS checks by oids, on the backend's own thread inside a transaction.
-    let (insert_ok, rls) = unsafe {
-        (
-            pg_sys::pg_class_aclcheck(d.target, d.owner, pg_sys::ACL_INSERT as pg_sys::AclMode)
-                == pg_sys::AclResult::ACLCHECK_OK,
-            pg_sys::check_enable_rls(d.target, d.owner, true)
-                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32,
-        )
+    if d.transform.is_some() {
+        return Ok(());
+    }
+    // SAFETY: an ACL check by oids, on the backend's own thread inside a transaction.
+    let insert_ok = unsafe {
+        pg_sys::pg_class_aclcheck(d.target, d.owner, pg_sys::ACL_INSERT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
     };
     if !insert_ok {
         return Err(format!(
             "pipeline {:?}: its owner has no INSERT privilege on {} (revoked?); nothing is ingested until it is granted again",
-            d.name, d.target_name
-        ));
-    }
-    if rls {
-        return Err(format!(
-            "pipeline {:?}: row-level security applies to its owner on {}, and COPY cannot enforce its policies; nothing is ingested",
             d.name, d.target_name
         ));
     }
@@ -174,4 +198,52 @@ pub fn check_static(o: &PipelineOptions, cols: &[TargetColumn]) -> Result<(), St
         }
         _ => Ok(()),
     }
+}
+
+/// A de-duplication key must be the columns of a unique index (or constraint) of the target,
+/// without a predicate or expressions — what `ON CONFLICT (key) DO NOTHING` needs — and is for
+/// pipelines without a transform (a transform writes its own `ON CONFLICT`).
+pub fn check_dedup_key(
+    o: &PipelineOptions,
+    cols: &[TargetColumn],
+    target: pg_sys::Oid,
+    transform: bool,
+) -> Result<(), String> {
+    let Some(key) = &o.policy.dedup_key else {
+        return Ok(());
+    };
+    if transform {
+        return Err(
+            "dedup_key is for pipelines without a transform: a transform writes its own ON CONFLICT"
+                .into(),
+        );
+    }
+    let mut names = Vec::with_capacity(key.len());
+    for k in key.iter() {
+        match ingest_core::mapping::find_target(cols, k) {
+            Some(i) => names.push(cols[i].name.clone()),
+            None => return Err(format!("dedup_key: the target has no column {k:?}")),
+        }
+    }
+    let unique = pgrx::Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_index i
+            WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indpred IS NULL
+              AND i.indexprs IS NULL
+              AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attname)
+                     FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) $1
+                      AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))
+                  OPERATOR(pg_catalog.=)
+                  (SELECT pg_catalog.array_agg(c ORDER BY c) FROM pg_catalog.unnest($2::pg_catalog.text[]) c))",
+        &[target.into(), names.clone().into()],
+    )
+    .map_err(|e| e.to_string())?;
+    if unique != Some(true) {
+        return Err(format!(
+            "dedup_key ({}) is not the column list of a unique index or constraint of the target (without a predicate or expressions): ON CONFLICT needs one",
+            names.join(", ")
+        ));
+    }
+    Ok(())
 }

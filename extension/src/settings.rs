@@ -317,7 +317,14 @@ impl Settings {
                 Some(Action::Delete) => ProcessedAction::Delete,
                 Some(Action::Keep) | None => ProcessedAction::Keep,
             },
-            chunk_bytes: o.chunk_size_kb.map_or(base.chunk_bytes, |k| k * 1024),
+            // A file that may fail as a whole is read in one transaction (see ingest.rs).
+            chunk_bytes: if ingest_core::policy::whole_file_in_one_transaction(
+                &def.options.policy,
+            ) {
+                u64::MAX
+            } else {
+                o.chunk_size_kb.map_or(base.chunk_bytes, |k| k * 1024)
+            },
             batch_rows: o.batch_rows.map_or(base.batch_rows, |v| v as usize),
             min_file_age: ms(o.min_file_age_ms, base.min_file_age),
             max_record_bytes: base.max_record_bytes,

@@ -59,23 +59,32 @@ fn as_extension<R>(f: impl FnOnce() -> R) -> R {
     crate::restricted::as_owner(extension_owner(), "pg_catalog, pg_temp", f)
 }
 
-/// The target table, resolved as the caller would (its search_path), which must be a table
-/// the caller may INSERT into.
-fn resolve_target(target: &str, who: pg_sys::Oid) -> (pg_sys::Oid, String) {
+/// The target, resolved as the caller would (its search_path): a table or partitioned table
+/// the caller may INSERT into, or (with a transform) also a view; a transform's own privileges
+/// are checked by PostgreSQL when it runs as the owner.
+fn resolve_target(target: &str, who: pg_sys::Oid, transform: bool) -> (pg_sys::Oid, String) {
+    let kinds = if transform { "{r,p,v}" } else { "{r,p}" };
     let found = Spi::get_two_with_args::<pg_sys::Oid, String>(
         "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
           WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
-            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.char[])",
-        &[target.into()],
+            AND c.relkind OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.char[])",
+        &[target.into(), kinds.into()],
     )
     .unwrap_or_else(|e| error!("{e}"));
     let (Some(oid), Some(name)) = found else {
         refuse(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("target {target:?} is not a table (or partitioned table) that exists"),
-            Some("Name the table as in INSERT, schema-qualified if it is not on your search_path."),
+            if transform {
+                format!("target {target:?} is not a table, partitioned table or view that exists")
+            } else {
+                format!("target {target:?} is not a table (or partitioned table) that exists")
+            },
+            Some("Name the table as in INSERT, schema-qualified if it is not on your search_path; a view needs a transform (its INSTEAD OF triggers run)."),
         );
     };
+    if transform {
+        return (oid, name);
+    }
     // SAFETY: an ACL check by oids, on the backend's own thread inside a transaction.
     let ok = unsafe { pg_sys::pg_class_aclcheck(oid, who, pg_sys::ACL_INSERT as pg_sys::AclMode) }
         == pg_sys::AclResult::ACLCHECK_OK;
@@ -166,6 +175,7 @@ fn ingest_create_pipeline(
     target: &str,
     format: default!(&str, "'csv'"),
     options: default!(JsonB, "'{}'"),
+    transform: default!(Option<&str>, "NULL"),
 ) -> String {
     super::control::require_trusted();
     super::control::check_worker_database();
@@ -187,10 +197,13 @@ fn ingest_create_pipeline(
     let options_text = serde_json::to_string(&options.0).unwrap_or_else(|_| "{}".into());
     let o = parse(format, &options_text);
     check_folders(superuser, input_dir, &o);
-    let (target_oid, target_name) = resolve_target(target, me);
+    let transform = transform.filter(|t| !t.trim().is_empty());
+    let (target_oid, target_name) = resolve_target(target, me, transform.is_some());
     let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
         .unwrap_or_else(|e| error!("{e}"));
-    if let Err(e) = crate::pipeline::check_static(&o, &cols) {
+    if let Err(e) = crate::pipeline::check_static(&o, &cols)
+        .and_then(|()| crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some()))
+    {
         refuse(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("pipeline {pipeline_name:?}: {e}"),
@@ -220,8 +233,8 @@ fn ingest_create_pipeline(
     .unwrap_or_default();
     let inserted = as_extension(|| {
         Spi::get_one_with_args::<bool>(
-            "INSERT INTO public.ingest_pipelines (pipeline_name, owner, target, input_dir, format, options, changed_by)
-             VALUES ($1, $2::pg_catalog.oid::pg_catalog.regrole, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.jsonb, $7)
+            "INSERT INTO public.ingest_pipelines (pipeline_name, owner, target, input_dir, format, options, changed_by, transform)
+             VALUES ($1, $2::pg_catalog.oid::pg_catalog.regrole, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.jsonb, $7, $8)
              ON CONFLICT (pipeline_name) DO NOTHING RETURNING true",
             &[
                 pipeline_name.into(),
@@ -231,6 +244,7 @@ fn ingest_create_pipeline(
                 o.format_name.into(),
                 options_text.as_str().into(),
                 role_name.into(),
+                transform.into(),
             ],
         )
     })
@@ -249,27 +263,47 @@ fn ingest_create_pipeline(
     )
 }
 
-/// Changes a pipeline's folder and/or options (`options` is merged into the current ones; a
-/// key set to null goes back to its default). Takes effect at the pipeline's next trigger.
+/// Changes a pipeline's folder, options and/or transform (`options` is merged into the
+/// current ones, a key set to null goes back to its default; `transform` replaces the current
+/// one, `''` removes it). Takes effect at the pipeline's next trigger.
 #[pg_extern(volatile)]
 fn ingest_alter_pipeline(
     pipeline_name: &str,
     input_dir: default!(Option<&str>, "NULL"),
     options: default!(Option<JsonB>, "NULL"),
+    transform: default!(Option<&str>, "NULL"),
 ) -> String {
     super::control::require_trusted();
     let (me, superuser) = caller();
     require_owner(pipeline_name, me, superuser);
     // Locked (as the extension's owner: the caller has no UPDATE privilege on the catalog) so
     // that two changes at once do not lose one another's options.
-    let (old_dir, format, old_options) = as_extension(|| {
-        Spi::get_three_with_args::<String, String, String>(
-            "SELECT input_dir, format, options::pg_catalog.text FROM public.ingest_pipelines
-              WHERE pipeline_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-            &[pipeline_name.into()],
-        )
+    let row = as_extension(|| {
+        Spi::connect_mut(|c| {
+            let r = c.update(
+                "SELECT input_dir, format, options::pg_catalog.text, transform, target::pg_catalog.oid
+                   FROM public.ingest_pipelines
+                  WHERE pipeline_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                None,
+                &[pipeline_name.into()],
+            )?;
+            let r = r.first();
+            Ok::<_, pgrx::spi::Error>((
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid),
+            ))
+        })
     })
     .unwrap_or_else(|e| error!("{e}"));
+    let (old_dir, format, old_options, old_transform, target_oid) = row;
+    let transform = match transform {
+        None => old_transform,
+        Some(t) if t.trim().is_empty() => None,
+        Some(t) => Some(t.to_string()),
+    };
     let dir = input_dir
         .map(str::to_string)
         .or(old_dir)
@@ -290,16 +324,28 @@ fn ingest_alter_pipeline(
     };
     let o = parse(&format.unwrap_or_default(), &new_options);
     check_folders(superuser, &dir, &o);
+    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
+        .unwrap_or_else(|e| error!("{e}"));
+    if let Err(e) = crate::pipeline::check_static(&o, &cols).and_then(|()| {
+        crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some())
+    }) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline {pipeline_name:?}: {e}"),
+            None,
+        );
+    }
     as_extension(|| {
         Spi::run_with_args(
             "UPDATE public.ingest_pipelines
-                SET input_dir = $2, options = $3::pg_catalog.jsonb, changed_at = pg_catalog.now(),
-                    changed_by = session_user
+                SET input_dir = $2, options = $3::pg_catalog.jsonb, transform = $4,
+                    changed_at = pg_catalog.now(), changed_by = session_user
               WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
             &[
                 pipeline_name.into(),
                 dir.as_str().into(),
                 new_options.as_str().into(),
+                transform.into(),
             ],
         )
     })

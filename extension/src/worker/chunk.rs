@@ -28,6 +28,10 @@ pub enum ChunkError {
     Read(String),
     /// The pipeline's owner may not insert into its target (any more).
     Denied(String),
+    /// The file fails as a whole under its pipeline's `on_error` (why).
+    Refused(String),
+    /// The pipeline's transform (or the statement that moves staged rows) raised this.
+    Transform(DbError),
     ThreadGone,
 }
 
@@ -36,7 +40,10 @@ impl fmt::Display for ChunkError {
         match self {
             ChunkError::Spi(e) => e.fmt(f),
             ChunkError::Db(e) => e.fmt(f),
-            ChunkError::Read(m) | ChunkError::Denied(m) => f.write_str(m),
+            ChunkError::Read(m) | ChunkError::Denied(m) | ChunkError::Refused(m) => {
+                f.write_str(m)
+            }
+            ChunkError::Transform(e) => write!(f, "the pipeline's transform failed: {e}"),
             ChunkError::ThreadGone => f.write_str(THREAD_GONE),
         }
     }
@@ -54,6 +61,14 @@ impl ChunkError {
     pub fn raise(self) -> ! {
         match self {
             ChunkError::Db(e) => e.raise(),
+            ChunkError::Refused(why) => {
+                VERDICT.with(|v| v.replace(Some(Verdict::Refused(why.clone()))));
+                error!("{why}")
+            }
+            ChunkError::Transform(e) => {
+                VERDICT.with(|v| v.replace(Some(Verdict::Transform(e.clone()))));
+                e.raise()
+            }
             ChunkError::Denied(m) => {
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -66,6 +81,25 @@ impl ChunkError {
             other => error!("{other}"),
         }
     }
+}
+
+/// Why a chunk's transaction was rolled back, when it is the file's own verdict rather than a
+/// failure to retry: set by [`ChunkError::raise`], taken by the caller of the transaction.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// The file fails as a whole (`on_error`).
+    Refused(String),
+    /// The transform raised this.
+    Transform(DbError),
+}
+
+thread_local! {
+    static VERDICT: std::cell::RefCell<Option<Verdict>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The verdict of the last rolled-back chunk transaction, if it was one (cleared).
+pub fn take_verdict() -> Option<Verdict> {
+    VERDICT.with(|v| v.take())
 }
 
 /// Rejected rows waiting to be inserted, column by column (one INSERT … SELECT FROM unnest).
@@ -153,13 +187,14 @@ fn flush_rows(
 /// column; every other row is inserted. Each attempt is a subtransaction.
 fn insert_text(
     def: &PipelineDef,
+    into_oid: pg_sys::Oid,
     b: &TextRows,
     mut from: usize,
     to: usize,
     rejects: &mut Rejects,
 ) -> Result<i64, ChunkError> {
     let into = Into::Table {
-        oid: def.target,
+        oid: into_oid,
         owner: def.owner,
         columns: &b.columns,
     };
@@ -190,13 +225,13 @@ fn insert_text(
             .map(|line| from + line - 1);
         match hint {
             Some(i) => {
-                ok += insert_text(def, b, from, i, rejects)?;
-                ok += insert_text(def, b, i, i + 1, rejects)?;
+                ok += insert_text(def, into_oid, b, from, i, rejects)?;
+                ok += insert_text(def, into_oid, b, i, i + 1, rejects)?;
                 from = i + 1;
             }
             None => {
                 let mid = from + (to - from) / 2;
-                ok += insert_text(def, b, from, mid, rejects)?;
+                ok += insert_text(def, into_oid, b, from, mid, rejects)?;
                 from = mid;
             }
         }
@@ -290,6 +325,16 @@ pub fn chunk_body(
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);
     let mut damaged: Option<String> = None;
+    let def = match &st.source {
+        Source::Pipeline(def) => Some(def.as_ref()),
+        Source::Events => None,
+    };
+    // Rows through the staging table (transform, dedup_key, RLS, a view): its oid once created
+    // in this transaction, and the columns the file's batches gave.
+    let staged = def.is_some_and(PipelineDef::staged);
+    let mut staging: Option<pg_sys::Oid> = None;
+    let mut staged_columns: Vec<String> = Vec::new();
+    let policy = def.map(|d| &d.options.policy);
     let end: ChunkEnd = loop {
         match pipe.next(t) {
             Ok(Some(Piece::Batch {
@@ -318,9 +363,36 @@ pub fn chunk_body(
                 // Inserting as the owner: a privilege revoked (or row-level security enabled)
                 // since the trigger began stops the chunk here (COPY's own checks are not run).
                 crate::pipeline::owner_may_insert(def).map_err(ChunkError::Denied)?;
-                rows += insert_text(def, &batch, 0, batch.len(), &mut rejects)?;
+                let into = if staged {
+                    for c in batch.columns.iter() {
+                        if !staged_columns.contains(c) {
+                            staged_columns.push(c.clone());
+                        }
+                    }
+                    match staging {
+                        Some(oid) => oid,
+                        None => {
+                            let oid = super::staging::begin(def).map_err(ChunkError::Db)?;
+                            staging = Some(oid);
+                            oid
+                        }
+                    }
+                } else {
+                    def.target
+                };
+                rows += insert_text(def, into, &batch, 0, batch.len(), &mut rejects)?;
                 for r in refused {
                     rejects.push(r.line, r.column.as_deref(), r.reason, Some(r.raw));
+                }
+                if let Some(why) = policy.and_then(|p| {
+                    ingest_core::policy::file_fails(
+                        p,
+                        rows as u64,
+                        (n_rejected + rejects.len() as i64) as u64,
+                        false,
+                    )
+                }) {
+                    return Err(ChunkError::Refused(why));
                 }
                 if rejects.len() >= st.batch_rows {
                     n_rejected += rejects.len() as i64;
@@ -340,6 +412,21 @@ pub fn chunk_body(
     };
     n_rejected += rejects.len() as i64;
     rejects.flush(client, file)?;
+    // The file's verdict under its on_error, now that this chunk was read.
+    let whole = end.at_eof && !end.held;
+    if let Some(why) = policy.and_then(|p| {
+        ingest_core::policy::file_fails(p, rows as u64, n_rejected as u64, whole)
+    }) {
+        return Err(ChunkError::Refused(why));
+    }
+    // Staged rows go into the target through the planner, as the owner.
+    let mut duplicates = 0i64;
+    if let (Some(def), Some(_)) = (def, staging) {
+        let applied =
+            super::staging::apply(def, &staged_columns, rows).map_err(ChunkError::Transform)?;
+        rows = applied.rows;
+        duplicates = applied.duplicates;
+    }
 
     let finished = end.at_eof && !end.held && !young;
     let resume = end.resume;
@@ -352,7 +439,7 @@ pub fn chunk_body(
     } else {
         FileStatus::Ingesting
     };
-    let wrote = rows + n_rejected > 0;
+    let wrote = rows + n_rejected + duplicates > 0;
     if wrote {
         client.update(
             sql::INSERT_CHUNK,
@@ -390,6 +477,7 @@ pub fn chunk_body(
         resume,
         rows_ok: rows,
         rows_rejected: n_rejected,
+        rows_duplicate: duplicates,
         new_chunks: wrote as i32,
         extra_columns: (!extra.is_empty()).then(|| extra.clone()),
         error: match &damaged {

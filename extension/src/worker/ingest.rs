@@ -3,7 +3,7 @@
 //! transaction for the first chunk of a group of small files, and says how each file's turn
 //! ended.
 
-use super::chunk::{chunk_body, preamble, ChunkResult, Opened, THREAD_GONE};
+use super::chunk::{chunk_body, preamble, take_verdict, ChunkResult, Opened, Verdict, THREAD_GONE};
 use super::txn::{transaction, DbError};
 use crate::settings::{Settings, Source};
 use ecommerce_events::ledger::{Entry, FileStatus};
@@ -131,6 +131,11 @@ pub fn ingest_file(
     before: Option<&Entry>,
     young: bool,
 ) -> FileOutcome {
+    // A pipeline whose on_error can fail a whole file reads it in one transaction, and only
+    // once it is min_file_age old: a part committed early could not be taken back.
+    if young && whole_file_only(st) {
+        return FileOutcome::Wait(None);
+    }
     let Ok(mut t) = pipe.submit(job(st, cand, before, young, false)) else {
         return FileOutcome::Wait(Some(THREAD_GONE.into()));
     };
@@ -195,6 +200,21 @@ pub fn ingest_file(
             }
             Err(error) => {
                 pipe.cancel(&mut t);
+                // The file's own verdict (its on_error, or its transform's error): failed, with
+                // the reason; what earlier chunks committed stays (ingest_files says so).
+                let verdict = match take_verdict() {
+                    Some(Verdict::Refused(why)) => Some(why),
+                    Some(Verdict::Transform(e)) if !is_transient(&e) => {
+                        Some(format!("the pipeline's transform failed: {e}"))
+                    }
+                    _ => None,
+                };
+                if let (Some(message), true) = (verdict, rows + rejected == 0) {
+                    return FileOutcome::Refused {
+                        status: FileStatus::Failed,
+                        message,
+                    };
+                }
                 return FileOutcome::DbFailed {
                     error,
                     rows,
@@ -204,6 +224,22 @@ pub fn ingest_file(
             }
         }
     }
+}
+
+/// A pipeline whose `on_error` can fail a file as a whole.
+fn whole_file_only(st: &Settings) -> bool {
+    match &st.source {
+        Source::Pipeline(def) => {
+            ingest_core::policy::whole_file_in_one_transaction(&def.options.policy)
+        }
+        Source::Events => false,
+    }
+}
+
+/// Errors that say nothing about the file: a deadlock, a serialization failure, a lock not
+/// obtained in time, a cancelled statement. Retried, never a verdict.
+fn is_transient(e: &DbError) -> bool {
+    matches!(e.sqlstate.as_str(), "40001" | "40P01" | LOCK_NOT_AVAILABLE | "57014")
 }
 
 /// How a group's file came out of the group transaction.
@@ -315,6 +351,8 @@ pub fn ingest_group(
             })
             .collect(),
         Err(e) => {
+            // A file's verdict in a group is given again when that file is ingested alone.
+            take_verdict();
             debug1!(
                 "ecommerce_ingest: a group of {} files was rolled back ({e}); ingesting them one by one",
                 members.len()

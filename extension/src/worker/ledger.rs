@@ -154,6 +154,7 @@ pub fn write(client: &mut SpiClient<'_>, u: &Update<'_>) -> Result<(), pgrx::spi
                 .into(),
             u.prefix_hash.map(hash_hex).into(),
             super::me::pipeline().into(),
+            u.rows_duplicate.into(),
         ],
     )?;
     Ok(())

@@ -26,6 +26,7 @@ mod say;
 mod scan;
 mod schedule;
 mod session;
+mod staging;
 pub(crate) mod sql;
 mod state;
 mod supervise;

@@ -183,12 +183,10 @@ impl Worker {
 /// about the file that was ingested (its size, mtime, identity and committed offset).
 fn refused_update<'a>(m: &'a Member<'_>, status: FileStatus, message: String) -> Update<'a> {
     let before: Option<&Entry> = m.before.as_ref().filter(|_| status == FileStatus::Changed);
-    let mut u = Update::status_of(
-        m.cand,
-        status,
-        before.map(|b| b.resume).unwrap_or_default(),
-        Some(message),
-    );
+    // Whatever was committed of the file before stays recorded (a growing file refused later
+    // by its pipeline's on_error keeps its committed offset).
+    let resume = m.before.as_ref().map(|b| b.resume).unwrap_or_default();
+    let mut u = Update::status_of(m.cand, status, resume, Some(message));
     if let Some(b) = before {
         u.size = b.size;
         u.mtime_ns = b.mtime_ns;

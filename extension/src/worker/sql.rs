@@ -68,9 +68,9 @@ pub const LEDGER_UPSERT: &str = "
 INSERT INTO public.ingest_ledger AS l
     (file_name, status, size, mtime, content_hash, committed_offset, committed_line,
      rows_ok, rows_rejected, chunks, extra_columns, error, committed_at, finished_at,
-     device, inode, ctime, prefix_hash, pipeline)
+     device, inode, ctime, prefix_hash, pipeline, rows_duplicate)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, pg_catalog.clock_timestamp(),
-        CASE WHEN $13 THEN pg_catalog.clock_timestamp() END, $14, $15, $16, $17, $18)
+        CASE WHEN $13 THEN pg_catalog.clock_timestamp() END, $14, $15, $16, $17, $18, $19)
 ON CONFLICT (pipeline, file_name) DO UPDATE SET
     status = EXCLUDED.status,
     size = EXCLUDED.size,
@@ -80,6 +80,7 @@ ON CONFLICT (pipeline, file_name) DO UPDATE SET
     committed_line = EXCLUDED.committed_line,
     rows_ok = l.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
     rows_rejected = l.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected,
+    rows_duplicate = l.rows_duplicate OPERATOR(pg_catalog.+) EXCLUDED.rows_duplicate,
     chunks = l.chunks OPERATOR(pg_catalog.+) EXCLUDED.chunks,
     extra_columns = coalesce(EXCLUDED.extra_columns, l.extra_columns),
     error = EXCLUDED.error,
@@ -110,7 +111,9 @@ VALUES ($1, pg_catalog.clock_timestamp(), $2, $3, $4, $5, $6, $7, $8)";
 /// A pipeline's definition (other than the events pipeline, which postgresql.conf configures).
 pub const PIPELINE_DEF: &str = "
 SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.text, p.input_dir,
-       p.format, p.options::pg_catalog.text, p.paused
+       p.format, p.options::pg_catalog.text, p.paused, p.transform,
+       coalesce((SELECT c.relkind OPERATOR(pg_catalog.=) 'v' FROM pg_catalog.pg_class c
+                  WHERE c.oid OPERATOR(pg_catalog.=) p.target), false)
   FROM public.ingest_pipelines p WHERE p.pipeline_name OPERATOR(pg_catalog.=) $1";
 
 /// Every pipeline's name (the events worker starts a worker for each).
