@@ -89,7 +89,8 @@ pub fn parse_policy(obj: &Map<String, Value>) -> Result<RowPolicy, OptionError> 
     }
     if on_error != OnError::SkipFile && (max_rejects.is_some() || max_reject_ppm.is_some()) {
         return Err(OptionError::Conflict(
-            "\"max_rejects\" and \"max_reject_ratio\" apply with \"on_error\": \"skip_file\"".into(),
+            "\"max_rejects\" and \"max_reject_ratio\" apply with \"on_error\": \"skip_file\""
+                .into(),
         ));
     }
     let dedup_key = match obj.get("dedup_key") {

@@ -153,15 +153,16 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ingest_status_by_pipeline_wrapper';
 
 CREATE FUNCTION @extschema@."ingest_create_pipeline"(
-	"pipeline_name" TEXT, /* & str */
-	"input_dir" TEXT, /* & str */
-	"target" TEXT, /* & str */
-	"format" TEXT DEFAULT 'csv', /* & str */
-	"options" jsonb DEFAULT '{}', /* JsonB */
-	"transform" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TEXT /* String */
+	"pipeline_name" TEXT,
+	"input_dir" TEXT,
+	"target" regclass,
+	"format" TEXT DEFAULT 'csv',
+	"options" jsonb DEFAULT '{}',
+	"transform" TEXT DEFAULT NULL
+) RETURNS TEXT
 VOLATILE
-LANGUAGE c /* Rust */
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
 AS 'MODULE_PATHNAME', 'ingest_create_pipeline_wrapper';
 
 CREATE FUNCTION @extschema@."ingest_alter_pipeline"(
@@ -171,6 +172,7 @@ CREATE FUNCTION @extschema@."ingest_alter_pipeline"(
 	"transform" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 VOLATILE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ingest_alter_pipeline_wrapper';
 
@@ -178,6 +180,7 @@ CREATE FUNCTION @extschema@."ingest_drop_pipeline"(
 	"pipeline_name" TEXT /* & str */
 ) RETURNS TEXT /* String */
 STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ingest_drop_pipeline_wrapper';
 
@@ -217,11 +220,11 @@ AS 'MODULE_PATHNAME', 'ingest_retry_pipeline_wrapper';
 -- Privileges: nothing for PUBLIC; status for the monitoring role; the rest for the admin role.
 REVOKE ALL ON FUNCTION @extschema@.ingest_status(), @extschema@.ingest_pause(text), @extschema@.ingest_resume(text),
     @extschema@.ingest_trigger(text), @extschema@.ingest_retry(text, text),
-    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb, text),
+    @extschema@.ingest_create_pipeline(text, text, regclass, text, jsonb, text),
     @extschema@.ingest_alter_pipeline(text, text, jsonb, text), @extschema@.ingest_drop_pipeline(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest_status() TO ecommerce_ingest_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest_pause(text), @extschema@.ingest_resume(text),
     @extschema@.ingest_trigger(text), @extschema@.ingest_retry(text, text),
-    @extschema@.ingest_create_pipeline(text, text, text, text, jsonb, text),
+    @extschema@.ingest_create_pipeline(text, text, regclass, text, jsonb, text),
     @extschema@.ingest_alter_pipeline(text, text, jsonb, text), @extschema@.ingest_drop_pipeline(text)
     TO ecommerce_ingest_admin;

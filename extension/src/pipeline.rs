@@ -27,9 +27,24 @@ pub struct PipelineDef {
     pub transform: Option<String>,
     /// The target is a view (rows go in through its INSTEAD OF triggers, by the planner).
     pub target_is_view: bool,
+    /// The target's owner.
+    pub target_owner: pg_sys::Oid,
 }
 
 impl PipelineDef {
+    /// The role whose privileges insert the rows (COPY, or the INSERT from the staging table):
+    /// the pipeline's owner; for a pipeline a superuser owns, the target's owner, as for the
+    /// events pipeline — a table's triggers and defaults never run as a superuser because a
+    /// superuser's pipeline writes into it. (A transform runs as the pipeline's owner: it is
+    /// the owner's own SQL.)
+    pub fn insert_role(&self) -> pg_sys::Oid {
+        if self.owner_is_superuser && self.target_owner != pg_sys::InvalidOid {
+            self.target_owner
+        } else {
+            self.owner
+        }
+    }
+
     /// The rows go through the staging table and the planner rather than straight in with COPY:
     /// a transform, a de-duplication key, a view, or row-level security for the owner (which
     /// COPY cannot enforce and an INSERT does).
@@ -110,6 +125,7 @@ pub fn load(
     let paused = r.get::<bool>(7)?.unwrap_or(true);
     let transform = r.get::<String>(8)?.filter(|t| !t.trim().is_empty());
     let target_is_view = r.get::<bool>(9)?.unwrap_or(false);
+    let target_owner = r.get::<pg_sys::Oid>(10)?.unwrap_or(pg_sys::InvalidOid);
     let options = match parse_options(&format, &options_json) {
         Ok(o) => o,
         Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: options: {e}")))),
@@ -135,6 +151,7 @@ pub fn load(
         columns,
         transform,
         target_is_view,
+        target_owner,
     })))
 }
 

@@ -318,9 +318,8 @@ impl Settings {
                 Some(Action::Keep) | None => ProcessedAction::Keep,
             },
             // A file that may fail as a whole is read in one transaction (see ingest.rs).
-            chunk_bytes: if ingest_core::policy::whole_file_in_one_transaction(
-                &def.options.policy,
-            ) {
+            chunk_bytes: if ingest_core::policy::whole_file_in_one_transaction(&def.options.policy)
+            {
                 u64::MAX
             } else {
                 o.chunk_size_kb.map_or(base.chunk_bytes, |k| k * 1024)

@@ -1,7 +1,9 @@
 //! Creating, changing and dropping pipelines: a folder into a table of the user's choosing.
 //!
-//! These functions run as their caller (not SECURITY DEFINER): the caller is the pipeline's
-//! owner, whose privileges insert the rows, and must be a superuser or a member of
+//! These functions run as their caller (not SECURITY DEFINER), with `search_path` pinned to
+//! `pg_catalog, pg_temp` like every function of the extension (the target is a `regclass`
+//! argument, resolved by the caller's search_path before the call): the caller is the
+//! pipeline's owner, whose privileges insert the rows, and must be a superuser or a member of
 //! ecommerce_ingest_admin. Everything is checked as the caller (the target and its INSERT
 //! privilege, the folders against `ecommerce_ingest.allowed_roots` for a non-superuser); only
 //! the catalog row is then written as the extension's owner, with `search_path` pinned.
@@ -59,27 +61,27 @@ fn as_extension<R>(f: impl FnOnce() -> R) -> R {
     crate::restricted::as_owner(extension_owner(), "pg_catalog, pg_temp", f)
 }
 
-/// The target, resolved as the caller would (its search_path): a table or partitioned table
-/// the caller may INSERT into, or (with a transform) also a view; a transform's own privileges
-/// are checked by PostgreSQL when it runs as the owner.
-fn resolve_target(target: &str, who: pg_sys::Oid, transform: bool) -> (pg_sys::Oid, String) {
+/// The target (a `regclass` argument: resolved with the caller's search_path before the call):
+/// a table or partitioned table the caller may INSERT into, or (with a transform) also a view;
+/// a transform's own privileges are checked by PostgreSQL when it runs as the owner.
+fn check_target(target: pg_sys::Oid, who: pg_sys::Oid, transform: bool) -> (pg_sys::Oid, String) {
     let kinds = if transform { "{r,p,v}" } else { "{r,p}" };
     let found = Spi::get_two_with_args::<pg_sys::Oid, String>(
         "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
-          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+          WHERE c.oid OPERATOR(pg_catalog.=) $1
             AND c.relkind OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.char[])",
         &[target.into(), kinds.into()],
     )
     .unwrap_or_else(|e| error!("{e}"));
     let (Some(oid), Some(name)) = found else {
         refuse(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             if transform {
-                format!("target {target:?} is not a table, partitioned table or view that exists")
+                "the target is not a table, partitioned table or view".to_string()
             } else {
-                format!("target {target:?} is not a table (or partitioned table) that exists")
+                "the target is not a table or partitioned table".to_string()
             },
-            Some("Name the table as in INSERT, schema-qualified if it is not on your search_path; a view needs a transform (its INSTEAD OF triggers run)."),
+            Some("A view can be the target of a pipeline with a transform (its INSTEAD OF triggers run)."),
         );
     };
     if transform {
@@ -167,16 +169,43 @@ fn require_owner(name: &str, me: pg_sys::Oid, superuser: bool) {
 }
 
 /// Creates a pipeline: files matching its pattern in `input_dir` are ingested into `target`.
-/// Returns a sentence saying what was created.
-#[pg_extern(volatile)]
+/// Returns a sentence saying what was created. `target` is a `regclass`: the caller's
+/// search_path resolves it when the call is made; inside, the search_path is pinned.
+#[pg_extern(
+    volatile,
+    sql = r#"
+CREATE FUNCTION "ingest_create_pipeline"(
+	"pipeline_name" TEXT,
+	"input_dir" TEXT,
+	"target" regclass,
+	"format" TEXT DEFAULT 'csv',
+	"options" jsonb DEFAULT '{}',
+	"transform" TEXT DEFAULT NULL
+) RETURNS TEXT
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'ingest_create_pipeline_wrapper';
+"#
+)]
 fn ingest_create_pipeline(
-    pipeline_name: &str,
-    input_dir: &str,
-    target: &str,
-    format: default!(&str, "'csv'"),
-    options: default!(JsonB, "'{}'"),
-    transform: default!(Option<&str>, "NULL"),
+    pipeline_name: Option<&str>,
+    input_dir: Option<&str>,
+    target: Option<pg_sys::Oid>,
+    format: Option<&str>,
+    options: Option<JsonB>,
+    transform: Option<&str>,
 ) -> String {
+    let (Some(pipeline_name), Some(input_dir), Some(target)) = (pipeline_name, input_dir, target)
+    else {
+        refuse(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "ingest_create_pipeline: pipeline_name, input_dir and target must not be NULL".into(),
+            None,
+        );
+    };
+    let format = format.unwrap_or("csv");
+    let options = options.unwrap_or(JsonB(serde_json::json!({})));
     super::control::require_trusted();
     super::control::check_worker_database();
     let (me, superuser) = caller();
@@ -198,7 +227,7 @@ fn ingest_create_pipeline(
     let o = parse(format, &options_text);
     check_folders(superuser, input_dir, &o);
     let transform = transform.filter(|t| !t.trim().is_empty());
-    let (target_oid, target_name) = resolve_target(target, me, transform.is_some());
+    let (target_oid, target_name) = check_target(target, me, transform.is_some());
     let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
         .unwrap_or_else(|e| error!("{e}"));
     if let Err(e) = crate::pipeline::check_static(&o, &cols)
@@ -267,6 +296,7 @@ fn ingest_create_pipeline(
 /// current ones, a key set to null goes back to its default; `transform` replaces the current
 /// one, `''` removes it). Takes effect at the pipeline's next trigger.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_alter_pipeline(
     pipeline_name: &str,
     input_dir: default!(Option<&str>, "NULL"),
@@ -326,9 +356,9 @@ fn ingest_alter_pipeline(
     check_folders(superuser, &dir, &o);
     let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
         .unwrap_or_else(|e| error!("{e}"));
-    if let Err(e) = crate::pipeline::check_static(&o, &cols).and_then(|()| {
-        crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some())
-    }) {
+    if let Err(e) = crate::pipeline::check_static(&o, &cols)
+        .and_then(|()| crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some()))
+    {
         refuse(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("pipeline {pipeline_name:?}: {e}"),
@@ -357,6 +387,7 @@ fn ingest_alter_pipeline(
 /// Drops a pipeline and its bookkeeping (ledger, chunks, rejects, batches). The rows it
 /// inserted stay in the target table; the files stay in their folders.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn ingest_drop_pipeline(pipeline_name: &str) -> String {
     super::control::require_trusted();
     let (me, superuser) = caller();

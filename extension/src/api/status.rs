@@ -246,7 +246,7 @@ fn status_rows(events_only: bool) -> Vec<StatusRow> {
     let mut rows = vec![row_for(
         Pipe {
             name: settings::EVENTS_PIPELINE.into(),
-            target: "user_events".into(),
+            target: "public.user_events".into(),
             format: "csv".into(),
             input_dir: settings::input_dir_display(),
             interval_ms: settings::TRIGGER_INTERVAL_MS.get() as i64,

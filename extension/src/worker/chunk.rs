@@ -40,9 +40,7 @@ impl fmt::Display for ChunkError {
         match self {
             ChunkError::Spi(e) => e.fmt(f),
             ChunkError::Db(e) => e.fmt(f),
-            ChunkError::Read(m) | ChunkError::Denied(m) | ChunkError::Refused(m) => {
-                f.write_str(m)
-            }
+            ChunkError::Read(m) | ChunkError::Denied(m) | ChunkError::Refused(m) => f.write_str(m),
             ChunkError::Transform(e) => write!(f, "the pipeline's transform failed: {e}"),
             ChunkError::ThreadGone => f.write_str(THREAD_GONE),
         }
@@ -195,7 +193,7 @@ fn insert_text(
 ) -> Result<i64, ChunkError> {
     let into = Into::Table {
         oid: into_oid,
-        owner: def.owner,
+        owner: def.insert_role(),
         columns: &b.columns,
     };
     let mut ok = 0i64;
@@ -414,9 +412,9 @@ pub fn chunk_body(
     rejects.flush(client, file)?;
     // The file's verdict under its on_error, now that this chunk was read.
     let whole = end.at_eof && !end.held;
-    if let Some(why) = policy.and_then(|p| {
-        ingest_core::policy::file_fails(p, rows as u64, n_rejected as u64, whole)
-    }) {
+    if let Some(why) = policy
+        .and_then(|p| ingest_core::policy::file_fails(p, rows as u64, n_rejected as u64, whole))
+    {
         return Err(ChunkError::Refused(why));
     }
     // Staged rows go into the target through the planner, as the owner.

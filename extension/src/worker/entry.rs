@@ -79,6 +79,13 @@ fn run() {
         error!("ecommerce_ingest: cannot pin the worker's session settings: {e}");
     }
     if super::me::is_generic() {
+        // Its row in pg_stat_activity names the pipeline.
+        crate::guc::set(
+            "application_name",
+            &format!("ecommerce_ingest pipeline {}", super::me::pipeline()),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucAction::GUC_ACTION_SET,
+        );
         log!(
             "ecommerce_ingest worker of pipeline {:?} started (database {db:?})",
             super::me::pipeline()

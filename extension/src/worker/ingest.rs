@@ -204,9 +204,12 @@ pub fn ingest_file(
                 // the reason; what earlier chunks committed stays (ingest_files says so).
                 let verdict = match take_verdict() {
                     Some(Verdict::Refused(why)) => Some(why),
-                    Some(Verdict::Transform(e)) if !is_transient(&e) => {
-                        Some(format!("the pipeline's transform failed: {e}"))
-                    }
+                    Some(Verdict::Transform(e)) if !is_transient(&e) => Some(match &st.source {
+                        Source::Pipeline(def) if def.transform.is_some() => {
+                            format!("the pipeline's transform failed: {e}")
+                        }
+                        _ => format!("inserting the file's rows into the target failed: {e}"),
+                    }),
                     _ => None,
                 };
                 if let (Some(message), true) = (verdict, rows + rejected == 0) {
@@ -239,7 +242,10 @@ fn whole_file_only(st: &Settings) -> bool {
 /// Errors that say nothing about the file: a deadlock, a serialization failure, a lock not
 /// obtained in time, a cancelled statement. Retried, never a verdict.
 fn is_transient(e: &DbError) -> bool {
-    matches!(e.sqlstate.as_str(), "40001" | "40P01" | LOCK_NOT_AVAILABLE | "57014")
+    matches!(
+        e.sqlstate.as_str(),
+        "40001" | "40P01" | LOCK_NOT_AVAILABLE | "57014"
+    )
 }
 
 /// How a group's file came out of the group transaction.

@@ -113,7 +113,8 @@ pub const PIPELINE_DEF: &str = "
 SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.text, p.input_dir,
        p.format, p.options::pg_catalog.text, p.paused, p.transform,
        coalesce((SELECT c.relkind OPERATOR(pg_catalog.=) 'v' FROM pg_catalog.pg_class c
-                  WHERE c.oid OPERATOR(pg_catalog.=) p.target), false)
+                  WHERE c.oid OPERATOR(pg_catalog.=) p.target), false),
+       (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p.target)
   FROM public.ingest_pipelines p WHERE p.pipeline_name OPERATOR(pg_catalog.=) $1";
 
 /// Every pipeline's name (the events worker starts a worker for each).

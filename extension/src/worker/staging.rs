@@ -1,5 +1,6 @@
 //! A pipeline's staging table: `pg_temp.ingest_batch`, shaped like the target (its columns, its
-//! defaults and generated columns, its NOT NULL constraints except on identity columns), created
+//! defaults and generated columns, its CHECK and NOT NULL constraints except NOT NULL on
+//! identity columns: a row they refuse is a reject of its own, before the target), created
 //! by the worker in the transaction that needs it and dropped at its commit (`ON COMMIT DROP`):
 //! it never outlives the transaction, and being temporary it is seen by no other session and no
 //! pg_dump. A chunk's rows are COPYed into it (as the pipeline's owner: defaults run with the
@@ -60,17 +61,22 @@ pub fn begin(def: &PipelineDef) -> Result<pg_sys::Oid, DbError> {
 /// Creates the staging table for `def`'s target. The names in the statements are the
 /// catalog's, quoted by PostgreSQL (`regclass`, `quote_ident`): nothing of a file's.
 fn create(def: &PipelineDef) {
-    let names = Spi::get_two_with_args::<String, String>(
+    let names = Spi::get_three_with_args::<String, String, String>(
         "SELECT $1::pg_catalog.regclass::pg_catalog.text,
-                pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($2))",
-        &[def.target.into(), def.owner.into()],
+                pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($2)),
+                pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($3))",
+        &[
+            def.target.into(),
+            def.owner.into(),
+            def.insert_role().into(),
+        ],
     )
     .unwrap_or_else(|e| error!("{e}"));
-    let (Some(target), Some(owner)) = names else {
+    let (Some(target), Some(owner), Some(inserter)) = names else {
         error!("the target or the owner of pipeline {:?} is gone", def.name)
     };
     Spi::run(&format!(
-        "CREATE TEMP TABLE ingest_batch (LIKE {target} INCLUDING DEFAULTS INCLUDING GENERATED) ON COMMIT DROP"
+        "CREATE TEMP TABLE ingest_batch (LIKE {target} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS) ON COMMIT DROP"
     ))
     .unwrap_or_else(|e| error!("{e}"));
     // An identity column has no default here (it is the target's to assign): not NOT NULL
@@ -93,8 +99,10 @@ fn create(def: &PipelineDef) {
         ))
         .unwrap_or_else(|e| error!("{e}"));
     }
-    Spi::run(&format!("GRANT SELECT, INSERT ON {BATCH} TO {owner}"))
-        .unwrap_or_else(|e| error!("{e}"));
+    Spi::run(&format!(
+        "GRANT SELECT, INSERT ON {BATCH} TO {owner}, {inserter}"
+    ))
+    .unwrap_or_else(|e| error!("{e}"));
 }
 
 /// Moves the staged rows into the target, as the pipeline's owner: the transform, or an
@@ -111,8 +119,14 @@ pub fn apply(def: &PipelineDef, columns: &[String], staged: i64) -> Result<Appli
         Some(t) => t.replace("$batch", BATCH),
         None => insert_statement(def, columns)?,
     };
+    // The transform is the owner's own SQL; the INSERT is the pipeline's inserting role's.
+    let role = if def.transform.is_some() {
+        def.owner
+    } else {
+        def.insert_role()
+    };
     let n = subtransaction(|| {
-        crate::restricted::as_owner(def.owner, "\"$user\", public", || {
+        crate::restricted::as_owner(role, "\"$user\", public", || {
             Spi::connect_mut(|c| c.update(&sql, None, &[]).map(|r| r.len() as i64))
                 .unwrap_or_else(|e| error!("{e}"))
         })

@@ -1,0 +1,270 @@
+//! Pipelines: Security: who may create what, folders inside the allowed roots, the owner's privileges.
+
+use super::*;
+use e2e::*;
+
+/// The error `sql` gives when `client` runs it.
+fn error_of(client: &mut postgres::Client, sql: &str) -> String {
+    expect_db_error(client.batch_execute(sql), sql)
+}
+
+/// Waits for pipeline `p`'s state to be `state`; returns its detail.
+fn wait_state(c: &mut Cluster, p: &str, state: &str) -> String {
+    let mut detail = String::new();
+    c.wait_for(&format!("pipeline {p} in state {state}"), T, |c| {
+        let st = pstatus(c, p);
+        detail = st.detail;
+        st.state == state
+    });
+    detail
+}
+
+/// Gives pipeline `p` time for several triggers (its trigger_interval is 100 ms) and asks for
+/// one more: for checking that something does not happen.
+fn let_it_trigger(c: &mut Cluster, p: &str) {
+    c.execute(&format!("SELECT ingest_trigger({})", lit(p)));
+    std::thread::sleep(Duration::from_millis(800));
+    c.execute(&format!("SELECT ingest_trigger({})", lit(p)));
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+#[test]
+fn a_non_superuser_admin_is_held_to_the_allowed_roots_and_inserts_with_its_own_privileges() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let allowed = folder(&c, "allowed");
+    let outside = folder(&c, "outside");
+    let evil_twin = folder(&c, "allowed_twin");
+    let input = folder(&c, "allowed/in");
+    std::os::unix::fs::symlink(&outside, allowed.join("link")).unwrap();
+    let roots = format!("{}, /nonexistent/root", allowed.display());
+    c.reload(&[("ecommerce_ingest.allowed_roots", &roots)]);
+    c.wait_for("allowed_roots set", T, |c| {
+        c.text("SHOW ecommerce_ingest.allowed_roots").as_deref() == Some(roots.as_str())
+    });
+    c.execute(
+        "CREATE ROLE alice LOGIN; GRANT ecommerce_ingest_admin TO alice;
+         CREATE ROLE bob LOGIN; GRANT ecommerce_ingest_admin TO bob;
+         CREATE ROLE nobody LOGIN;
+         CREATE TABLE sec (id int PRIMARY KEY, who text DEFAULT current_user, trig_user text);
+         CREATE FUNCTION sec_stamp() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN NEW.trig_user := current_user; RETURN NEW; END $$;
+         CREATE TRIGGER sec_stamp BEFORE INSERT ON sec FOR EACH ROW EXECUTE FUNCTION sec_stamp();
+         GRANT INSERT, SELECT ON sec TO alice;
+         CREATE TABLE noins (id int); GRANT SELECT ON noins TO alice;",
+    );
+    let mut alice = c.connect_as("alice");
+    let mut bob = c.connect_as("bob");
+    let mut nobody = c.connect_as("nobody");
+    let opts = r#"{"trigger_interval": 100}"#;
+
+    // Folders outside the roots, however they are spelled.
+    let refused_dirs: Vec<(String, &str)> = vec![
+        (outside.display().to_string(), "is not inside ecommerce_ingest.allowed_roots"),
+        (
+            format!("{}/../outside", allowed.display()),
+            "once symbolic links and '..' are resolved, which is not inside ecommerce_ingest.allowed_roots",
+        ),
+        (
+            allowed.join("link").display().to_string(),
+            "once symbolic links and '..' are resolved, which is not inside ecommerce_ingest.allowed_roots",
+        ),
+        (
+            allowed.join("link/sub").display().to_string(),
+            "once symbolic links and '..' are resolved, which is not inside ecommerce_ingest.allowed_roots",
+        ),
+        (evil_twin.display().to_string(), "is not inside ecommerce_ingest.allowed_roots"),
+        ("relative/dir".to_string(), "must be an absolute path"),
+    ];
+    for (dir, why) in &refused_dirs {
+        let err = error_of(
+            &mut alice,
+            &create_sql("a1", Path::new(dir), "sec", "csv", opts),
+        );
+        assert!(err.contains(why), "{dir}: {err}");
+        if !dir.starts_with("relative") {
+            assert!(err.contains("input_dir"), "{dir}: {err}");
+        }
+    }
+    // The archive and failed folders too.
+    for key in ["archive_dir", "failed_dir"] {
+        let err = error_of(
+            &mut alice,
+            &create_sql(
+                "a1",
+                &input,
+                "sec",
+                "csv",
+                &format!(r#"{{"{key}": "{}/../outside"}}"#, allowed.display()),
+            ),
+        );
+        assert!(
+            err.contains(key) && err.contains("not inside ecommerce_ingest.allowed_roots"),
+            "{key}: {err}"
+        );
+    }
+    // A table the owner may not insert into.
+    let err = error_of(&mut alice, &create_sql("a1", &input, "noins", "csv", opts));
+    assert!(
+        err.contains("the pipeline's owner (you) has no INSERT privilege on public.noins"),
+        "{err}"
+    );
+    // Not an admin: no EXECUTE privilege; and even with it, the function refuses.
+    let err = error_of(&mut nobody, &create_sql("a1", &input, "sec", "csv", opts));
+    assert!(
+        err.contains("permission denied for function ingest_create_pipeline"),
+        "{err}"
+    );
+    c.execute("GRANT EXECUTE ON FUNCTION ingest_create_pipeline TO nobody");
+    let err = error_of(&mut nobody, &create_sql("a1", &input, "sec", "csv", opts));
+    assert!(
+        err.contains("only superusers and members of ecommerce_ingest_admin manage pipelines"),
+        "{err}"
+    );
+    assert_eq!(c.int("SELECT count(*) FROM ingest_pipelines"), 0);
+
+    // Inside the roots: created, owned by alice.
+    alice
+        .batch_execute(&create_sql("alice_p", &input, "sec", "csv", opts))
+        .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
+    assert_eq!(
+        c.text("SELECT owner::text FROM ingest_pipelines WHERE pipeline_name = 'alice_p'")
+            .as_deref(),
+        Some("alice")
+    );
+    // Another admin may neither drop nor change it; nor may alice move it out of the roots.
+    for sql in [
+        "SELECT ingest_drop_pipeline('alice_p')",
+        "SELECT ingest_alter_pipeline('alice_p', options => '{\"batch_rows\": 5}')",
+    ] {
+        let err = error_of(&mut bob, sql);
+        assert!(
+            err.contains(
+                "only the owner of pipeline \"alice_p\" (or a superuser) may change or drop it"
+            ),
+            "{sql}: {err}"
+        );
+    }
+    let err = error_of(
+        &mut alice,
+        &format!(
+            "SELECT ingest_alter_pipeline('alice_p', input_dir => {})",
+            lit(&allowed.join("link").display().to_string())
+        ),
+    );
+    assert!(
+        err.contains("not inside ecommerce_ingest.allowed_roots"),
+        "{err}"
+    );
+
+    // Rows are inserted as alice: the column default and the trigger see her.
+    write_atomic(&input, "a.csv", b"id\n1\n2\n");
+    // A symbolic link to a file outside the roots is never followed.
+    std::fs::write(outside.join("secret.csv"), "id\n666\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.csv"), input.join("b.csv")).unwrap();
+    wait_done(&mut c, "alice_p", 1);
+    c.wait_for("the symlink judged", T, |c| files(c, "alice_p").len() == 2);
+    assert_eq!(
+        rows_text(&mut c, "SELECT id, who, trig_user FROM sec ORDER BY id"),
+        vec![
+            vec![s("1"), s("alice"), s("alice")],
+            vec![s("2"), s("alice"), s("alice")]
+        ]
+    );
+    assert_eq!(
+        files(&mut c, "alice_p"),
+        vec![file("a.csv", "done", 2, 0), file("b.csv", "failed", 0, 0)]
+    );
+    let (why, _) = file_error(&mut c, "alice_p", "b.csv");
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("symbolic link")),
+        "{why:?}"
+    );
+
+    // INSERT revoked: state error saying why, nothing ingested; granted again: it goes on.
+    c.execute("REVOKE INSERT ON sec FROM alice");
+    let detail = wait_state(&mut c, "alice_p", "error");
+    assert!(
+        detail.contains("its owner has no INSERT privilege on public.sec"),
+        "{detail}"
+    );
+    write_atomic(&input, "c.csv", b"id\n3\n");
+    let_it_trigger(&mut c, "alice_p");
+    assert_eq!(c.int("SELECT count(*) FROM sec"), 2);
+    assert_eq!(pstatus(&mut c, "alice_p").state, "error");
+    c.execute("GRANT INSERT ON sec TO alice");
+    wait_done(&mut c, "alice_p", 2);
+    assert_eq!(
+        wait_state(&mut c, "alice_p", "running"),
+        "ingesting files as they arrive"
+    );
+    assert_eq!(
+        rows_text(&mut c, "SELECT who, trig_user FROM sec WHERE id = 3"),
+        vec![vec![s("alice"), s("alice")]]
+    );
+
+    // Row-level security applying to alice: her rows go in through INSERT … SELECT (COPY
+    // cannot enforce policies), which does; a row a policy refuses fails its file, saying so.
+    c.execute(
+        "ALTER TABLE sec ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY see_all ON sec FOR SELECT USING (true);
+         CREATE POLICY only_small ON sec FOR INSERT WITH CHECK (id < 100);",
+    );
+    write_atomic(&input, "d.csv", b"id\n4\n500\n");
+    c.wait_for("d.csv failed", T, |c| {
+        files(c, "alice_p")
+            .iter()
+            .any(|f| f.0 == "d.csv" && f.1 == "failed")
+    });
+    let (err, _) = file_error(&mut c, "alice_p", "d.csv");
+    assert!(
+        err.as_deref().unwrap_or("").contains("row-level security"),
+        "{err:?}"
+    );
+    assert_eq!(c.int("SELECT count(*) FROM sec"), 3);
+    write_atomic(&input, "e.csv", b"id\n4\n5\n");
+    wait_done(&mut c, "alice_p", 3);
+    assert_eq!(c.int("SELECT count(*) FROM sec"), 5);
+    c.execute("ALTER TABLE sec DISABLE ROW LEVEL SECURITY");
+
+    // The roots changed by a superuser: alice's folder is outside them now.
+    c.reload(&[("ecommerce_ingest.allowed_roots", "/nonexistent/root")]);
+    let detail = wait_state(&mut c, "alice_p", "error");
+    assert!(
+        detail.contains("is not inside ecommerce_ingest.allowed_roots (/nonexistent/root)"),
+        "{detail}"
+    );
+    c.reload(&[("ecommerce_ingest.allowed_roots", &roots)]);
+    wait_state(&mut c, "alice_p", "running");
+
+    // A folder inside the roots replaced later by a symbolic link out of them stops it.
+    let later = allowed.join("later");
+    postgres_folder(&later);
+    alice
+        .batch_execute(&create_sql("alice_l", &later, "sec", "csv", opts))
+        .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
+    wait_state(&mut c, "alice_l", "running");
+    std::fs::remove_dir(&later).unwrap();
+    std::os::unix::fs::symlink(&outside, &later).unwrap();
+    let detail = wait_state(&mut c, "alice_l", "error");
+    assert!(
+        detail.contains("once symbolic links and '..' are resolved"),
+        "{detail}"
+    );
+    let_it_trigger(&mut c, "alice_l");
+    // Whenever the swap fell (even between a trigger's check of the folder and the reading of
+    // its files), the file outside was never read: at most listed, as not readable.
+    assert_eq!(c.int("SELECT count(*) FROM sec WHERE id = 666"), 0);
+    for (f, status, ok, rejected) in files(&mut c, "alice_l") {
+        assert_eq!(
+            (f.as_str(), status.as_str(), ok, rejected),
+            ("secret.csv", "error", 0, 0)
+        );
+    }
+
+    // The owner drops it.
+    alice
+        .batch_execute("SELECT ingest_drop_pipeline('alice_l')")
+        .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
+    assert_eq!(c.int("SELECT count(*) FROM ingest_pipelines"), 1);
+    assert_consistent(&mut c, "alice_p");
+}
