@@ -259,7 +259,7 @@ pub fn figures(
                 rps(v.rows as f64 / v.pipeline_seconds),
                 format!("COPY {}", rps(v.rows as f64 / v.copy_seconds)),
                 Some(v.ratio),
-                Some(v.target),
+                v.target,
                 true,
             ));
         }
