@@ -84,3 +84,79 @@ pub fn bytes_excerpt(bytes: &[u8], max_chars: usize) -> String {
     let cut = &bytes[..bytes.len().min(max_chars * 4)];
     excerpt(&String::from_utf8_lossy(cut), max_chars)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_unchanged() {
+        assert_eq!(excerpt("", 5), "");
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(excerpt("日本語", 3), "日本語");
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_with_an_ellipsis() {
+        assert_eq!(excerpt("abcdef", 4), "abc…");
+        assert_eq!(excerpt("ééééé", 3), "éé…");
+        assert_eq!(excerpt("🙂🙂🙂🙂", 2), "🙂…");
+        assert_eq!(excerpt("abc", 1), "…");
+        assert_eq!(excerpt("abc", 0), "");
+        let long = "x".repeat(10_000);
+        assert_eq!(excerpt(&long, 64).chars().count(), 64);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_never_cut_in_half() {
+        assert_eq!(excerpt("a\nb\tc", 20), "a\\nb\\tc");
+        assert_eq!(excerpt("a\u{1b}[31m", 20), "a\\u{1b}[31m");
+        // "a" + "\u{1b}" (6 characters) does not fit in 5 with the ellipsis: the escape goes.
+        assert_eq!(excerpt("a\u{1b}bcdef", 5), "a…");
+        assert_eq!(excerpt("ab\ncdef", 4), "ab…");
+        assert_eq!(excerpt("ab\\cdef", 4), "ab\\…");
+        let all = "x\\u{7f}y\\u{1b}z\\n";
+        assert_eq!(excerpt("x\u{7f}y\u{1b}z\n", 100), all);
+        for n in 0..all.len() {
+            let e = excerpt("x\u{7f}y\u{1b}z\n", n);
+            assert!(e.chars().count() <= n, "{n}: {e}");
+            // Whatever is kept is a prefix of the escaped text that ends between two pieces.
+            let kept = e.trim_end_matches('…');
+            assert!(all.starts_with(kept), "{n}: {e}");
+            assert!(
+                [
+                    "",
+                    "x",
+                    "x\\u{7f}",
+                    "x\\u{7f}y",
+                    "x\\u{7f}y\\u{1b}",
+                    "x\\u{7f}y\\u{1b}z"
+                ]
+                .contains(&kept),
+                "{n}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn name_lists_are_capped_in_count_length_and_bytes() {
+        let (shown, more) = name_list(["a", "b", "c"], 64, 20, 1024);
+        assert_eq!((shown, more), (vec!["a".into(), "b".into(), "c".into()], 0));
+
+        let many: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        let (shown, more) = name_list(&many, 64, 20, 1024);
+        assert_eq!((shown.len(), more), (20, 10));
+        assert_eq!(shown[19], "c19");
+
+        let long = vec!["y".repeat(500); 3];
+        let (shown, more) = name_list(&long, 64, 20, 1024);
+        assert_eq!(shown[0], format!("{}…", "y".repeat(63)));
+        assert_eq!((shown.len(), more), (3, 0));
+
+        // 64 four-byte characters are 256 bytes: the byte budget stops the list first.
+        let wide = vec!["🙂".repeat(100); 20];
+        let (shown, more) = name_list(&wide, 64, 20, 800);
+        assert_eq!((shown.len(), more), (3, 17));
+        assert!(shown.join(", ").len() <= 800);
+    }
+}

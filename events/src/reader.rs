@@ -115,22 +115,8 @@ pub fn open_regular(path: &Path) -> Result<File, OpenError> {
     Ok(file)
 }
 
-pub(crate) fn file_kind(ft: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_dir() {
-        "directory"
-    } else if ft.is_symlink() {
-        "symbolic link"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device"
-    } else {
-        "regular file"
-    }
-}
+/// What kind of file this is, for a message ("FIFO", "directory", ...).
+pub(crate) use ingest_core::fsopen::file_kind;
 
 pub struct EventReader {
     rdr: csv::Reader<Feed>,

@@ -148,6 +148,22 @@ fn check_folders(superuser: bool, input_dir: &str, o: &PipelineOptions) {
     }
 }
 
+/// What can be checked of the options against the target's columns before any file: a
+/// header-less file's positions, a de-duplication key (a unique index, and no transform).
+fn check_columns(name: &str, o: &PipelineOptions, target: pg_sys::Oid, transform: bool) {
+    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target))
+        .unwrap_or_else(|e| error!("{e}"));
+    if let Err(e) = crate::pipeline::check_static(o, &cols)
+        .and_then(|()| crate::pipeline::check_dedup_key(o, &cols, target, transform))
+    {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline {name:?}: {e}"),
+            None,
+        );
+    }
+}
+
 /// The pipeline's owner, who may alter or drop it (or a superuser, or a member of the owner).
 fn require_owner(name: &str, me: pg_sys::Oid, superuser: bool) {
     let owner = Spi::get_one_with_args::<pg_sys::Oid>(
@@ -228,17 +244,7 @@ fn ingest_create_pipeline(
     check_folders(superuser, input_dir, &o);
     let transform = transform.filter(|t| !t.trim().is_empty());
     let (target_oid, target_name) = check_target(target, me, transform.is_some());
-    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
-        .unwrap_or_else(|e| error!("{e}"));
-    if let Err(e) = crate::pipeline::check_static(&o, &cols)
-        .and_then(|()| crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some()))
-    {
-        refuse(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("pipeline {pipeline_name:?}: {e}"),
-            None,
-        );
-    }
+    check_columns(pipeline_name, &o, target_oid, transform.is_some());
     let count = Spi::get_one::<i64>("SELECT pg_catalog.count(*) FROM public.ingest_pipelines")
         .ok()
         .flatten()
@@ -354,17 +360,7 @@ fn ingest_alter_pipeline(
     };
     let o = parse(&format.unwrap_or_default(), &new_options);
     check_folders(superuser, &dir, &o);
-    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target_oid))
-        .unwrap_or_else(|e| error!("{e}"));
-    if let Err(e) = crate::pipeline::check_static(&o, &cols)
-        .and_then(|()| crate::pipeline::check_dedup_key(&o, &cols, target_oid, transform.is_some()))
-    {
-        refuse(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("pipeline {pipeline_name:?}: {e}"),
-            None,
-        );
-    }
+    check_columns(pipeline_name, &o, target_oid, transform.is_some());
     as_extension(|| {
         Spi::run_with_args(
             "UPDATE public.ingest_pipelines

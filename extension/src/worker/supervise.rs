@@ -50,11 +50,8 @@ impl Worker {
         self.supervised_at = Some(Instant::now());
         let names = transaction(|| {
             Spi::connect(|c| {
-                match trust::extension()? {
-                    Some(e)
-                        if e.schema == Schema::Trusted
-                            && e.version == env!("CARGO_PKG_VERSION") => {}
-                    _ => return Ok(None),
+                if !extension_ready()? {
+                    return Ok(None);
                 }
                 let mut names = Vec::new();
                 for r in c.select(sql::PIPELINE_NAMES, None, &[])? {
@@ -134,11 +131,8 @@ impl Worker {
         let name = super::me::pipeline();
         let found = transaction(|| {
             Spi::connect(|c| {
-                match trust::extension()? {
-                    Some(e)
-                        if e.schema == Schema::Trusted
-                            && e.version == env!("CARGO_PKG_VERSION") => {}
-                    _ => return Ok(None),
+                if !extension_ready()? {
+                    return Ok(None);
                 }
                 let rows = c.select(
                     "SELECT (EXTRACT(epoch FROM created_at) * 1e6)::pg_catalog.int8 FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
@@ -182,6 +176,15 @@ impl Worker {
 }
 
 /// What the pipeline's owner may do, checked at every trigger: a privilege revoked, a folder
+/// The extension is installed at this library's version, in a schema that can be trusted:
+/// pipelines' workers are started and run only then.
+fn extension_ready() -> Result<bool, pgrx::spi::Error> {
+    Ok(matches!(
+        trust::extension()?,
+        Some(e) if e.schema == Schema::Trusted && e.version == env!("CARGO_PKG_VERSION")
+    ))
+}
+
 /// moved out of the allowed roots or row-level security enabled later stops the pipeline.
 fn check_owner(d: &pipeline::PipelineDef) -> Result<(), String> {
     pipeline::owner_may_insert(d)?;
