@@ -34,6 +34,9 @@ pub enum WorkerState {
     /// Blocked on a lock held by another session. Never stored: ingest_status() finds it in
     /// the lock manager, since a blocked worker cannot say so itself.
     WaitingForLock = 8,
+    /// The server is a hot standby (recovery in progress): nothing is written until it is
+    /// promoted.
+    Standby = 9,
 }
 
 impl WorkerState {
@@ -48,6 +51,7 @@ impl WorkerState {
             WorkerState::Error => "error",
             WorkerState::Degraded => "degraded",
             WorkerState::WaitingForLock => "waiting_for_lock",
+            WorkerState::Standby => "standby",
         }
     }
 }

@@ -176,6 +176,56 @@ impl Cluster {
         run(&mut cmd);
     }
 
+    /// A hot standby of this cluster: a base backup of it, streaming from it, started with the
+    /// same settings and reading the same input folder (the folder is shared, as with a
+    /// network file system both servers mount).
+    pub fn start_standby(&self) -> Cluster {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let root = PathBuf::from(format!("/tmp/e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        postgres_folder(&root);
+        let data = root.join("data");
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg("/usr/lib/postgresql/15/bin/pg_basebackup")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut c = Cluster {
+            root,
+            data,
+            input: self.input.clone(),
+            port: free_port(),
+            conf: self.conf.clone(),
+            client: None,
+            remove_root: true,
+        };
+        c.pg_start();
+        c
+    }
+
+    /// Promotes this hot standby (waits until it accepts writes).
+    pub fn promote(&mut self) {
+        self.execute("SELECT pg_promote(true, 60)");
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -417,6 +417,9 @@ fn row_for(
             ),
         },
         WorkerState::Running => "ingesting files as they arrive".into(),
+        WorkerState::Standby => s.detail().unwrap_or_else(|| {
+            "the server is a hot standby: nothing is ingested until it is promoted".into()
+        }),
         WorkerState::Degraded => format!(
             "files are ingested, but something needs attention: {}",
             s.detail().unwrap_or_default()

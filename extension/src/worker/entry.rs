@@ -3,7 +3,7 @@
 //! notification, `ingest_trigger()` or the trigger interval, then runs a trigger.
 
 use super::session;
-use super::state::{Next, Reason, Worker};
+use super::state::{set_state_because, Next, Reason, Worker};
 use super::supervise::Definition;
 use crate::settings::Settings;
 use crate::shared::{WorkerState, STATUS};
@@ -96,6 +96,22 @@ fn run() {
     let mut w = Worker::default();
     let mut reason = Reason::Start;
     loop {
+        // A hot standby: nothing may be written (not even a row lock) until it is promoted.
+        // Look again every second: ingestion starts within a second of promotion.
+        if w.on_standby() {
+            let st = Settings::read();
+            reason = w.wait(
+                &st,
+                &Next {
+                    backlog: false,
+                    wake_in: Some(std::time::Duration::from_secs(1)),
+                },
+            );
+            if reason != Reason::Manual {
+                reason = Reason::Start;
+            }
+            continue;
+        }
         // pgrx's SIGHUP handling does not reload the configuration: do it here.
         // SAFETY: the flag is set by the signal handler and read on the worker's own thread.
         unsafe {
@@ -133,6 +149,25 @@ fn run() {
 }
 
 impl Worker {
+    /// True while the server is in recovery (a hot standby): the state says `standby`, once.
+    fn on_standby(&mut self) -> bool {
+        // SAFETY: reads shared memory's recovery state; callable from any backend.
+        let standby = unsafe { pg_sys::RecoveryInProgress() };
+        if standby {
+            if !self.standby {
+                set_state_because(
+                    WorkerState::Standby,
+                    "the server is a hot standby (recovery in progress): nothing is ingested until it is promoted",
+                );
+                log!("ecommerce_ingest: the server is a hot standby; waiting for promotion");
+                self.standby = true;
+            }
+        } else if std::mem::take(&mut self.standby) {
+            log!("ecommerce_ingest: the server was promoted; ingesting");
+        }
+        standby
+    }
+
     /// How long any of the worker's statements waits for a lock another session holds:
     /// `ecommerce_ingest.lock_timeout`, for the session (set again after a reload changes it).
     /// A transaction that gives up rolls back and is retried; meanwhile the status says

@@ -146,6 +146,15 @@ impl Worker {
         // once when the WAL is already flushed that far.
         unsafe { pg_sys::XLogFlush(pg_sys::XactLastCommitEnd) };
         let name = cand.name.as_str();
+        // And on every standby streaming from this server: after a failover to one of them,
+        // a file whose commit it never received must still be in the folder, to be ingested
+        // there. Until then the action waits (looked at again at every trigger).
+        // SAFETY: read on the worker's own thread; a plain integer.
+        let commit = unsafe { pg_sys::XactLastCommitEnd };
+        if !on_streaming_standbys(commit) {
+            self.action_retry.insert(name.to_string());
+            return;
+        }
         let src = st.input_dir.join(name);
         self.action_retry.remove(name);
         match std::fs::symlink_metadata(&src) {
@@ -241,4 +250,21 @@ impl Act {
             Act::MoveToFailed => "moved into",
         }
     }
+}
+
+/// Whether every standby streaming from this server has flushed the WAL up to `lsn` (true when
+/// none streams). A failure to ask counts as not yet: the action waits for the next trigger.
+fn on_streaming_standbys(lsn: pg_sys::XLogRecPtr) -> bool {
+    let lsn = format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff);
+    super::txn::transaction(|| {
+        pgrx::Spi::get_one_with_args::<bool>(
+            "SELECT coalesce(pg_catalog.bool_and(flush_lsn OPERATOR(pg_catalog.>=) $1::pg_catalog.pg_lsn), true)
+               FROM pg_catalog.pg_stat_replication WHERE state OPERATOR(pg_catalog.=) 'streaming'",
+            &[lsn.as_str().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+    .unwrap_or(false)
 }

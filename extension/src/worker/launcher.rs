@@ -1,6 +1,7 @@
 //! The launcher: a background worker connected to no database (only the shared catalogs), which
 //! starts the ingestion worker once the database named by `ecommerce_ingest.database` exists, and
-//! starts it again 5 s after it stops. A database that does not exist (a typo, or not created
+//! starts it again 5 s after it stops. Both start on a hot standby too (once it is consistent):
+//! the worker then says `standby` and writes nothing until the server is promoted. A database that does not exist (a typo, or not created
 //! yet) is then reported once and waited for, instead of the worker dying at every restart.
 
 use crate::shared::{WorkerState, STATUS};
@@ -19,7 +20,7 @@ pub fn register() {
         .set_library("ecommerce_ingest")
         .set_function("ecommerce_ingest_launcher_main")
         .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_start_time(BgWorkerStartTime::ConsistentState)
         .set_restart_time(Some(RESTART_AFTER))
         .load();
 }
@@ -99,7 +100,7 @@ pub extern "C-unwind" fn ecommerce_ingest_launcher_main(_arg: pg_sys::Datum) {
             .set_library("ecommerce_ingest")
             .set_function("ecommerce_ingest_worker_main")
             .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_start_time(BgWorkerStartTime::ConsistentState)
             .set_restart_time(None)
             // SAFETY: MyProcPid is set for this process before its main function runs.
             .set_notify_pid(unsafe { pg_sys::MyProcPid })

@@ -152,6 +152,8 @@ pub struct Worker {
     pub supervised_at: Option<Instant>,
     /// A pipeline worker: when its pipeline was created (a re-created one is another).
     pub pipeline_created: Option<i64>,
+    /// The server was a hot standby at the last look.
+    pub standby: bool,
 }
 
 impl Worker {

@@ -103,7 +103,7 @@ impl Worker {
                     .set_argument(Some(pg_sys::Datum::from(slot)))
                     .set_extra(&name)
                     .enable_spi_access()
-                    .set_start_time(BgWorkerStartTime::RecoveryFinished)
+                    .set_start_time(BgWorkerStartTime::ConsistentState)
                     .set_restart_time(None)
                     .load_dynamic();
             match started {

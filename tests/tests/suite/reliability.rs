@@ -65,3 +65,56 @@ fn a_replaced_input_folder_is_watched_again_within_a_trigger_interval() {
     );
     assert_eq!(c.event_count(), 105);
 }
+
+/// A hot standby's worker writes nothing and says `standby`; the primary dies in the middle of
+/// a backlog (asynchronous replication, an immediate stop: what was committed but not yet
+/// streamed is lost with it); the standby is promoted, ingests within seconds, and every file of
+/// the shared folder ends exactly once — a file whose commit did not reach the standby is
+/// ingested again there, because its ledger row went with its rows; and no file was archived
+/// before its commit was on the standby (processed_action = archive).
+#[test]
+fn after_a_failover_to_a_promoted_standby_every_file_is_ingested_exactly_once() {
+    let mut p = Cluster::start(ClusterOptions::with_conf(&[
+        "ecommerce_ingest.trigger_interval = '100ms'",
+        "ecommerce_ingest.chunk_size = '64kB'",
+        "ecommerce_ingest.batch_rows = 200",
+        "ecommerce_ingest.processed_action = 'archive'",
+    ]));
+    for i in 0..5 {
+        p.write_file_atomic(&format!("a{i}.csv"), &gen_file(100 + i, 1_000));
+    }
+    p.wait_files_done(5, Duration::from_secs(60));
+    let mut s = p.start_standby();
+    s.wait_for(
+        "the standby's worker says standby",
+        Duration::from_secs(30),
+        |s| {
+            s.try_status()
+                .is_ok_and(|st| st.state == "standby" && st.worker_pid.is_some())
+        },
+    );
+    // A backlog the primary is in the middle of when it dies.
+    for i in 5..25 {
+        p.write_file_atomic(&format!("b{i}.csv"), &gen_file(100 + i, 5_000));
+    }
+    p.wait_for(
+        "the primary in the middle of the backlog",
+        Duration::from_secs(60),
+        |p| p.int("SELECT count(*) FROM ingest_files WHERE status = 'done'") >= 8,
+    );
+    // Nothing was written on the standby by its own worker meanwhile.
+    let st = s.status();
+    assert_eq!(st.state, "standby", "{st:#?}");
+    p.stop("immediate");
+    s.promote();
+    s.wait_files_done(25, Duration::from_secs(120));
+    s.settle();
+    let archive = s.input_dir().join("archive");
+    let exp = expected_rows(&[s.input_dir().to_path_buf(), archive]);
+    assert_eq!(exp.rows.len(), 5 * 1_000 + 20 * 5_000, "files were lost");
+    s.assert_exact_rows(&exp.rows);
+    let problems = ledger_problems(s.client());
+    assert!(problems.is_empty(), "{problems:#?}");
+    let st = s.status();
+    assert_eq!(st.state, "running", "{st:#?}");
+}
