@@ -300,6 +300,81 @@ pub fn pipelines(env: &Env, z: &Sizes) -> R<Pipelines> {
         });
     }
 
+    // Two pipelines at once (one worker each), each with half the files, against one pipeline
+    // with all of them (the csv figure above): what a second worker process buys on this
+    // machine's cores.
+    c.batch_execute(&format!(
+        "CREATE TABLE t9_h1 {T9}; CREATE TABLE t9_h2 {T9};"
+    ))?;
+    let halves = [("p_h1", "t9_h1"), ("p_h2", "t9_h2")];
+    let mut inputs = Vec::new();
+    for (name, table) in halves {
+        let input = folder(&root, name)?;
+        c.execute(
+            "SELECT ingest_create_pipeline($1, $2, $3::text::regclass)",
+            &[&name, &input.display().to_string(), &table],
+        )?;
+        c.batch_execute(&format!("SELECT ingest_pause('{name}')"))?;
+        inputs.push(input);
+    }
+    let mut half_rows = [0u64; 2];
+    for (i, p) in plain.iter().enumerate() {
+        let k = i % 2;
+        let tmp = inputs[k].join(format!(".f{i}.tmp"));
+        std::fs::copy(p, &tmp)?;
+        std::fs::rename(&tmp, inputs[k].join(format!("f{i}.csv")))?;
+        half_rows[k] += per_file;
+    }
+    sync();
+    c.batch_execute("CHECKPOINT; SELECT pg_sleep(0.5)")?;
+    let t0: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM clock_timestamp())::float8, ingest_resume('p_h1'), ingest_resume('p_h2')",
+            &[],
+        )?
+        .get(0);
+    let want_files = plain.len() as i64;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while q(
+        c,
+        "SELECT count(*) FROM ingest_files WHERE pipeline IN ('p_h1', 'p_h2') AND status = 'done'",
+    )? < want_files
+    {
+        if Instant::now() > deadline {
+            return Err(err("two pipelines: not done after 900 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t1: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM max(committed_at))::float8 FROM ingest_files WHERE pipeline IN ('p_h1', 'p_h2')",
+            &[],
+        )?
+        .get(0);
+    let both = q(
+        c,
+        "SELECT (SELECT count(*) FROM t9_h1) + (SELECT count(*) FROM t9_h2)",
+    )?;
+    if both as u64 != rows || half_rows.iter().sum::<u64>() != rows {
+        return Err(err(format!("two pipelines: {both} rows, not {rows}")));
+    }
+    let secs = t1 - t0;
+    log(&format!(
+        "two pipelines at once: {secs:.2} s ({:.0} rows/s), COPY {copy9:.2} s: {:.2}x",
+        rows as f64 / secs,
+        copy9 / secs
+    ));
+    variants.push(Variant {
+        name: "csv, two pipelines at once".into(),
+        files,
+        rows,
+        bytes: 0,
+        pipeline_seconds: secs,
+        copy_seconds: copy9,
+        ratio: copy9 / secs,
+        target: None,
+    });
+
     // The type mix.
     let input = folder(&root, "p12")?;
     c.batch_execute(&format!(
