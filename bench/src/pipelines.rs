@@ -239,7 +239,7 @@ pub fn pipelines(env: &Env, z: &Sizes) -> R<Pipelines> {
         let input = folder(&root, name)?;
         // The trivial transform: what a plain pipeline does, through the staging table.
         let transform: Option<String> =
-            (name == "p_tr").then(|| format!("INSERT INTO {table} SELECT * FROM $batch"));
+            (name == "p_tr").then(|| format!("INSERT INTO public.{table} SELECT * FROM $batch"));
         c.execute(
             "SELECT ingest_create_pipeline($1, $2, $3::text::regclass, $4, '{}', $5)",
             &[

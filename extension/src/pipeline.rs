@@ -56,11 +56,12 @@ impl PipelineDef {
     }
 }
 
-/// Row-level security applies to the owner on the target.
+/// Row-level security applies to the role the rows go in as (see
+/// [`PipelineDef::insert_role`]; FORCE ROW LEVEL SECURITY makes it apply to a table's owner).
 pub fn owner_under_rls(d: &PipelineDef) -> bool {
     // SAFETY: an RLS check by oids, on the backend's own thread inside a transaction.
     unsafe {
-        pg_sys::check_enable_rls(d.target, d.owner, true)
+        pg_sys::check_enable_rls(d.target, d.insert_role(), true)
             == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     }
 }

@@ -164,6 +164,16 @@ fn check_columns(name: &str, o: &PipelineOptions, target: pg_sys::Oid, transform
     }
 }
 
+/// The options that decide how a file is read are the same in both (the others — folders,
+/// patterns, intervals, sizes, processed action — may change at any time).
+fn same_reading(a: &PipelineOptions, b: &PipelineOptions) -> bool {
+    a.format == b.format
+        && a.compression == b.compression
+        && a.mapping == b.mapping
+        && a.ndjson_encoding == b.ndjson_encoding
+        && a.policy == b.policy
+}
+
 /// The pipeline's owner, who may alter or drop it (or a superuser, or a member of the owner).
 fn require_owner(name: &str, me: pg_sys::Oid, superuser: bool) {
     let owner = Spi::get_one_with_args::<pg_sys::Oid>(
@@ -345,6 +355,7 @@ fn ingest_alter_pipeline(
         .or(old_dir)
         .unwrap_or_default();
     let old_options = old_options.unwrap_or_else(|| "{}".into());
+    let old_options_text = old_options.clone();
     let new_options = match options {
         Some(patch) => {
             let patch = serde_json::to_string(&patch.0).unwrap_or_else(|_| "{}".into());
@@ -358,9 +369,34 @@ fn ingest_alter_pipeline(
         }
         None => old_options,
     };
-    let o = parse(&format.unwrap_or_default(), &new_options);
+    let format = format.unwrap_or_default();
+    let o = parse(&format, &new_options);
     check_folders(superuser, &dir, &o);
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
+    // How a file is read may change only between files: a half-ingested file resumed with
+    // another delimiter, header, mapping or error mode would be read as another file. (The
+    // pipeline's row is locked: no chunk of it commits until this change does.)
+    let before = parse(&format, &old_options_text);
+    if !same_reading(&before, &o) {
+        let half: i64 = as_extension(|| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT pg_catalog.count(*) FROM public.ingest_ledger
+                  WHERE pipeline OPERATOR(pg_catalog.=) $1
+                    AND status OPERATOR(pg_catalog.=) ANY ('{ingesting,growing}'::pg_catalog.text[])",
+                &[pipeline_name.into()],
+            )
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+        if half > 0 {
+            refuse(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("pipeline {pipeline_name:?} has {half} half-ingested files (status ingesting or growing in ingest_files): the options that decide how a file is read (format, quoting, header, columns, mapping, encoding, compression, on_error, dedup_key) may change only when none is"),
+                Some("Let them finish (a paused pipeline finishes none), or remove them from the folder (they end failed), then change the options."),
+            );
+        }
+    }
     as_extension(|| {
         Spi::run_with_args(
             "UPDATE public.ingest_pipelines

@@ -125,11 +125,27 @@ pub fn apply(def: &PipelineDef, columns: &[String], staged: i64) -> Result<Appli
     } else {
         def.insert_role()
     };
+    // A superuser's transform resolves nothing in a schema others can write to (a function
+    // planted in public that matches its arguments better than pg_catalog's would run as the
+    // superuser): its search_path is pg_catalog, pg_temp, and it names its tables with their
+    // schema. Anyone else's runs with a session's default search_path, as its owner.
+    // SAFETY: a catalog lookup by oid on the worker's thread inside a transaction.
+    let superuser = unsafe { pg_sys::superuser_arg(role) };
+    let search_path = if superuser {
+        "pg_catalog, pg_temp"
+    } else {
+        "\"$user\", public"
+    };
     let n = subtransaction(|| {
-        crate::restricted::as_owner(role, "\"$user\", public", || {
+        crate::restricted::as_owner(role, search_path, || {
             Spi::connect_mut(|c| c.update(&sql, None, &[]).map(|r| r.len() as i64))
                 .unwrap_or_else(|e| error!("{e}"))
         })
+    })?;
+    // Session-level advisory locks a transform took would outlive its transaction in the
+    // worker's session: released here.
+    subtransaction(|| {
+        Spi::run("SELECT pg_catalog.pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"))
     })?;
     Ok(match (&def.transform, &def.options.policy.dedup_key) {
         (Some(_), _) => Applied {

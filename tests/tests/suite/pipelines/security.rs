@@ -268,3 +268,55 @@ fn a_non_superuser_admin_is_held_to_the_allowed_roots_and_inserts_with_its_own_p
     assert_eq!(c.int("SELECT count(*) FROM ingest_pipelines"), 1);
     assert_consistent(&mut c, "alice_p");
 }
+
+/// The archive folder replaced by a symbolic link out of the allowed roots between the
+/// trigger's folder check and the move (a transform that sleeps holds the chunk open): the file
+/// is not moved through the link; the state says why.
+#[test]
+fn a_processed_file_is_never_moved_through_a_folder_swapped_for_a_link() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let root = c.root_dir().join("roots");
+    let input = root.join("in");
+    let archive = root.join("arch");
+    postgres_folder(&input);
+    postgres_folder(&archive);
+    let outside = c.root_dir().join("outside");
+    postgres_folder(&outside);
+    c.reload(&[(
+        "ecommerce_ingest.allowed_roots",
+        &root.display().to_string(),
+    )]);
+    c.execute(
+        "CREATE ROLE mallory LOGIN; GRANT ecommerce_ingest_admin TO mallory;
+         CREATE TABLE mt (id int); GRANT INSERT ON mt TO mallory;",
+    );
+    let mut m = c.connect_as("mallory");
+    m.batch_execute(&format!(
+        "SELECT ingest_create_pipeline('swap', {}, 'mt', 'csv',
+                 {}::jsonb,
+                 'INSERT INTO mt SELECT id FROM $batch WHERE pg_sleep(3) IS NOT NULL')",
+        lit(&input.display().to_string()),
+        lit(&format!(
+            r#"{{"trigger_interval": 100, "min_file_age": 0, "processed_action": "archive", "archive_dir": "{}"}}"#,
+            archive.display()
+        ))
+    ))
+    .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
+    write_atomic(&input, "f.csv", b"id\n1\n");
+    // While the transform sleeps, the archive folder becomes a link out of the roots.
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_dir(&archive).unwrap();
+    std::os::unix::fs::symlink(&outside, &archive).unwrap();
+    wait_done(&mut c, "swap", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "a file was moved out of the allowed roots"
+    );
+    assert!(
+        input.join("f.csv").exists(),
+        "the file left the input folder"
+    );
+    let st = pstatus(&mut c, "swap");
+    assert!(st.state == "error" || st.state == "degraded", "{st:?}");
+}

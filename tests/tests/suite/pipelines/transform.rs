@@ -66,8 +66,10 @@ fn an_upsert_transform_applies_each_file_once_later_files_update_earlier_rows() 
     );
     // Fan-out: every row is also logged; an update counts how often a sku was updated, so a
     // file applied twice would show.
-    let t = "WITH logged AS (INSERT INTO stock_log SELECT sku, qty FROM $batch)
-             INSERT INTO stock AS s (sku, qty) SELECT sku, qty FROM $batch
+    // (A superuser's transform runs with search_path pg_catalog, pg_temp: tables are named
+    // with their schema.)
+    let t = "WITH logged AS (INSERT INTO public.stock_log SELECT sku, qty FROM $batch)
+             INSERT INTO public.stock AS s (sku, qty) SELECT sku, qty FROM $batch
              ON CONFLICT (sku) DO UPDATE SET qty = EXCLUDED.qty, updates = s.updates + 1";
     create_with(
         &mut c,
@@ -117,7 +119,8 @@ fn a_transform_that_raises_fails_its_file_alone_with_the_sqlstate_and_others_go_
     let dir = folder(&c, "t");
     c.execute("CREATE TABLE t (k text PRIMARY KEY, v int)");
     // The same key twice in one batch: ON CONFLICT DO UPDATE cannot affect a row twice.
-    let tr = "INSERT INTO t SELECT k, v FROM $batch ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v";
+    let tr =
+        "INSERT INTO public.t SELECT k, v FROM $batch ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v";
     create_with(
         &mut c,
         "t",
@@ -389,8 +392,8 @@ fn kills_during_transformed_ingestion_apply_every_file_exactly_once() {
          CREATE TABLE counter (n bigint NOT NULL); INSERT INTO counter VALUES (0);",
     );
     // Every row bumps the counter: a chunk applied twice would show as counter > rows.
-    let t = "WITH ins AS (INSERT INTO hits SELECT id FROM $batch RETURNING 1)
-             UPDATE counter SET n = n + (SELECT count(*) FROM ins)";
+    let t = "WITH ins AS (INSERT INTO public.hits SELECT id FROM $batch RETURNING 1)
+             UPDATE public.counter SET n = n + (SELECT count(*) FROM ins)";
     create_with(
         &mut c,
         "cnt",
@@ -436,4 +439,44 @@ fn kills_during_transformed_ingestion_apply_every_file_exactly_once() {
     assert_eq!(c.int("SELECT count(*) FROM hits"), total);
     assert_eq!(c.int("SELECT count(DISTINCT id) FROM hits"), total);
     assert_eq!(c.int("SELECT n FROM counter"), total);
+}
+
+#[test]
+fn how_files_are_read_cannot_change_while_a_file_is_half_ingested() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let dir = folder(&c, "half");
+    c.execute("CREATE TABLE half (a int, b int)");
+    create_with(
+        &mut c,
+        "half",
+        &dir,
+        "half",
+        r#"{"trigger_interval": 100, "chunk_size": 64, "batch_rows": 100}"#,
+        None,
+    );
+    let mut text = String::from("b,a\n");
+    for i in 0..60_000 {
+        text += &format!("{i},{}\n", i + 1);
+    }
+    put(&dir, "big.csv", &text);
+    // Paused after its first chunks: the file stays half ingested.
+    c.wait_for("big.csv half ingested", T, |c| {
+        c.int("SELECT count(*) FROM ingest_files WHERE pipeline = 'half' AND status = 'ingesting'")
+            == 1
+    });
+    c.execute("SELECT ingest_pause('half')");
+    std::thread::sleep(Duration::from_millis(500));
+    let err = expect_db_error(
+        c.client().batch_execute(
+            "SELECT ingest_alter_pipeline('half', options => '{\"header\": false}')",
+        ),
+        "a header change while big.csv is half ingested",
+    );
+    assert!(err.contains("half-ingested"), "{err}");
+    // What does not change how a file is read may change.
+    c.execute("SELECT ingest_alter_pipeline('half', options => '{\"batch_rows\": 500}')");
+    c.execute("SELECT ingest_resume('half')");
+    wait_done(&mut c, "half", 1);
+    assert_eq!(c.int("SELECT count(*) FROM half"), 60_000);
+    assert_eq!(c.int("SELECT count(*) FROM half WHERE a <> b + 1"), 0);
 }
