@@ -215,7 +215,14 @@ pub fn pipelines(env: &Env, z: &Sizes) -> R<Pipelines> {
         "== 6. pipelines: {files} files x {per_file} rows as csv, csv.gz, ndjson; a 12-column table"
     ));
     let dir = env.fresh("pipelines")?;
-    let mut cluster = env.cluster(&dir, &["ecommerce_ingest.trigger_interval = '10s'"])?;
+    let mut cluster = env.cluster(
+        &dir,
+        &[
+            "ecommerce_ingest.trigger_interval = '10s'",
+            // A worker per pipeline: more than the default 8 background workers.
+            "max_worker_processes = 24",
+        ],
+    )?;
     let c = cluster.client();
     let (staged, rows) = stage(&env.repo, &dir.join("staging"), files, per_file, 2)?;
     let plain: Vec<PathBuf> = staged.iter().map(|s| s.path.clone()).collect();

@@ -32,6 +32,8 @@ pub enum Topic {
     File(String),
     /// Archiving, deleting or moving files into this folder (one message for all files).
     Action(PathBuf),
+    /// Starting the worker of this pipeline (the events worker).
+    Pipeline(String),
 }
 
 #[derive(Default)]

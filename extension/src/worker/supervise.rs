@@ -86,7 +86,7 @@ impl Worker {
             }
             let Some(slot) = SLOTS.exclusive().claim(&name) else {
                 self.say(
-                    super::say::Topic::Control,
+                    super::say::Topic::Pipeline(name.clone()),
                     format!(
                         "no slot for pipeline {name:?}: at most {} pipelines run at once",
                         MAX_PIPELINES - 1
@@ -108,6 +108,7 @@ impl Worker {
                     .load_dynamic();
             match started {
                 Ok(handle) => {
+                    self.settled(super::say::Topic::Pipeline(name.clone()));
                     self.children.insert(
                         name,
                         Child {
@@ -117,7 +118,7 @@ impl Worker {
                     );
                 }
                 Err(_) => self.say(
-                    super::say::Topic::Control,
+                    super::say::Topic::Pipeline(name.clone()),
                     format!("cannot start the worker of pipeline {name:?} (max_worker_processes reached?); trying again"),
                     true,
                 ),
