@@ -118,7 +118,7 @@ printf 'id\tname\tprice\ttags\tdoc\n1\tAnn\t9.5\t\\N\t{}\n2\ta\\tb\t\t{x}\t[1]\n
 printf '1,Ann,9.5,{a},{}\n2,,,,\n3,x\n' >"$gen/r-noheader.csv"
 printf 'id;name;price\n1;caf\xe9;\x27a;b\x27\n2;\x27x\\\x27y\x27;NULL\n' >"$gen/r-dialect.csv"
 # seed_rows NAME SETTINGS FILE: SETTINGS as printf escapes.
-seed_rows() { printf "$2" | cat - "$3" >"$rs/$1"; }
+seed_rows() { printf '%b' "$2" | cat - "$3" >"$rs/$1"; }
 seed_rows csv '\x80\x00\x00\x00\xff\x00' "$gen/r.csv"             # csv, 4 KiB cap
 seed_rows csv-small '\x00\x00\x00\x00\x28\x00' "$gen/r.csv"       # csv, 41-byte cap
 seed_rows csv-gzip '\x90\x00\x00\x00\xff\x00' "$gen/r.csv"        # compressed here, .gz
