@@ -182,7 +182,11 @@ fn retry(file_name: &str, pipeline: &str) -> String {
     let Some((status, rows, chunks, last_line)) = found else {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
-            format!("ingest_retry: no file named {file_name:?} of pipeline {pipeline:?} in ingest_files"),
+            if pipeline == settings::EVENTS_PIPELINE {
+                format!("ingest_retry: no file named {file_name:?} in ingest_files")
+            } else {
+                format!("ingest_retry: no file named {file_name:?} of pipeline {pipeline:?} in ingest_files")
+            },
             "ecommerce_ingest::api",
         )
         .set_hint("SELECT file_name, status, error FROM ingest_files WHERE status IN ('failed', 'changed', 'error') lists the files that can be retried.")
