@@ -446,13 +446,14 @@ fn how_files_are_read_cannot_change_while_a_file_is_half_ingested() {
     let mut c = Cluster::start(ClusterOptions::default());
     let dir = folder(&c, "half");
     c.execute("CREATE TABLE half (a int, b int)");
+    // A transform that sleeps once per chunk: the file stays half ingested long enough.
     create_with(
         &mut c,
         "half",
         &dir,
         "half",
-        r#"{"trigger_interval": 100, "chunk_size": 64, "batch_rows": 100}"#,
-        None,
+        r#"{"trigger_interval": 100, "chunk_size": 64, "batch_rows": 100, "min_file_age": 0}"#,
+        Some("WITH s AS (SELECT pg_catalog.pg_sleep(0.3)) INSERT INTO public.half SELECT b.a, b.b FROM $batch b, s"),
     );
     let mut text = String::from("b,a\n");
     for i in 0..60_000 {
@@ -461,8 +462,10 @@ fn how_files_are_read_cannot_change_while_a_file_is_half_ingested() {
     put(&dir, "big.csv", &text);
     // Paused after its first chunks: the file stays half ingested.
     c.wait_for("big.csv half ingested", T, |c| {
-        c.int("SELECT count(*) FROM ingest_files WHERE pipeline = 'half' AND status = 'ingesting'")
-            == 1
+        c.int(
+            "SELECT count(*) FROM ingest_files
+              WHERE pipeline = 'half' AND status IN ('ingesting', 'growing')",
+        ) == 1
     });
     c.execute("SELECT ingest_pause('half')");
     std::thread::sleep(Duration::from_millis(500));
