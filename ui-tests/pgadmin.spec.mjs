@@ -190,11 +190,13 @@ const steps = [
   ['SELECT * FROM ingest_status() shows state running', async () => {
     assert(psql('SELECT state FROM ingest_status()') === 'running', 'psql: the worker runs before the test');
     await runQuery('SELECT * FROM ingest_status();');
-    // The grid renders only the columns in view: check the first ones.
-    const g = await expectGrid((h) => h[0] === 'state' && h[1] === 'paused' && h[2] === 'worker_pid',
-      (r) => r.length >= 1, 'SELECT * FROM ingest_status() shows its row');
+    // The grid renders only the columns in view: check the first ones (a row per pipeline:
+    // here only the events pipeline).
+    const g = await expectGrid((h) => h[0] === 'pipeline' && h[3] === 'state' && h[4] === 'paused'
+      && h[5] === 'worker_pid', (r) => r.length >= 1, 'SELECT * FROM ingest_status() shows its row');
     const rows = g.data;
-    assert(rows.length === 1, 'ingest_status() returns one row');
+    assert(rows.length === 1, 'ingest_status() returns one row (the events pipeline)');
+    assert(rows[0].pipeline === 'events', `the row is the events pipeline's (got ${rows[0].pipeline})`);
     assert(rows[0].state === 'running', `state is running (got ${rows[0].state})`);
     assert(rows[0].paused === 'false', `paused is false (got ${rows[0].paused})`);
     assert(/^[0-9]+$/.test(rows[0].worker_pid), `worker_pid is set (got ${rows[0].worker_pid})`);
