@@ -392,7 +392,9 @@ fn kills_during_transformed_ingestion_apply_every_file_exactly_once() {
          CREATE TABLE counter (n bigint NOT NULL); INSERT INTO counter VALUES (0);",
     );
     // Every row bumps the counter: a chunk applied twice would show as counter > rows.
-    let t = "WITH ins AS (INSERT INTO public.hits SELECT id FROM $batch RETURNING 1)
+    // It also sleeps 0.1 s once per chunk: time for kills in the middle, however fast the build.
+    let t = "WITH s AS (SELECT pg_catalog.pg_sleep(0.1)),
+                  ins AS (INSERT INTO public.hits SELECT id FROM $batch, s RETURNING 1)
              UPDATE public.counter SET n = n + (SELECT count(*) FROM ins)";
     create_with(
         &mut c,
