@@ -11,6 +11,7 @@ pub mod policy;
 pub mod rows;
 pub mod shown;
 pub mod source;
+pub mod staging;
 pub mod textcopy;
 
 pub use compression::Compression;

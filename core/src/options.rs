@@ -101,6 +101,9 @@ pub struct PipelineOptions {
     pub ndjson_encoding: Encoding,
     /// Error mode and de-duplication key (see [`crate::policy`]).
     pub policy: crate::policy::RowPolicy,
+    /// The staging table's declared columns, for a transform (see [`crate::staging`]);
+    /// `None`: shaped like the target.
+    pub batch_columns: Option<Vec<crate::staging::BatchColumn>>,
 }
 
 impl PipelineOptions {
@@ -300,6 +303,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
         .iter()
         .chain(SETTINGS_KEYS)
         .chain(crate::policy::POLICY_KEYS)
+        .chain(crate::staging::STAGING_KEYS)
         .copied()
         .collect();
     for key in obj.keys() {
@@ -313,6 +317,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
     }
     let settings = parse_settings(&obj)?;
     let policy = crate::policy::parse_policy(&obj)?;
+    let batch_columns = crate::staging::parse_batch_columns(&obj)?;
     let compression = match obj.get("compression") {
         None => CompressionChoice::Auto,
         Some(v) => match v.as_str().map(|s| s.to_ascii_lowercase()).as_deref() {
@@ -356,6 +361,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
             settings,
             ndjson_encoding: encoding,
             policy,
+            batch_columns,
         });
     }
     let tsv = format_name == "tsv";
@@ -464,6 +470,7 @@ pub fn parse_options(format: &str, options_json: &str) -> Result<PipelineOptions
         settings,
         ndjson_encoding: Encoding::Utf8,
         policy,
+        batch_columns,
     })
 }
 

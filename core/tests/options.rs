@@ -176,3 +176,47 @@ fn merge() {
     assert!(merge_options("[]", "{}").is_err());
     assert!(merge_options("{}", "nope").is_err());
 }
+
+#[test]
+fn batch_columns_declare_the_staging_table_in_order() {
+    let o = parse_options(
+        "ndjson",
+        r#"{"batch_columns": [{"name": "sku", "type": "text"}, {"name": "Qty", "type": " numeric(12,2) "}]}"#,
+    )
+    .unwrap();
+    let cols = o.batch_columns.unwrap();
+    let shown: Vec<(&str, &str)> = cols
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_name.as_str()))
+        .collect();
+    assert_eq!(shown, vec![("sku", "text"), ("Qty", "numeric(12,2)")]);
+    assert_eq!(parse_options("csv", "{}").unwrap().batch_columns, None);
+}
+
+#[test]
+fn batch_columns_errors_say_what_is_expected() {
+    for (json, says) in [
+        (r#"{"batch_columns": []}"#, "non-empty array"),
+        (r#"{"batch_columns": {"sku": "text"}}"#, "non-empty array"),
+        (r#"{"batch_columns": ["sku text"]}"#, "non-empty array"),
+        (
+            r#"{"batch_columns": [{"name": "sku"}]}"#,
+            "\"type\" is a non-empty string",
+        ),
+        (
+            r#"{"batch_columns": [{"name": " ", "type": "text"}]}"#,
+            "\"name\" is a non-empty string",
+        ),
+        (
+            r#"{"batch_columns": [{"name": "a", "type": "int", "null": true}]}"#,
+            "not \"null\"",
+        ),
+        (
+            r#"{"batch_columns": [{"name": "a", "type": "int"}, {"name": "a", "type": "text"}]}"#,
+            "names the column \"a\" twice",
+        ),
+    ] {
+        let e = err("csv", json);
+        assert!(e.contains(says), "{json}: {e}");
+    }
+}

@@ -7,10 +7,12 @@ use pgrx::prelude::*;
 mod api;
 mod drop_guard;
 mod guc;
+mod one_row;
 mod pipeline;
 mod restricted;
 mod settings;
 mod shared;
+mod staged_shape;
 mod trust;
 mod worker;
 

@@ -29,6 +29,9 @@ pub struct PipelineDef {
     pub target_is_view: bool,
     /// The target's owner.
     pub target_owner: pg_sys::Oid,
+    /// The staging table's declared columns (`batch_columns`, with a transform); `None`: the
+    /// staging table is shaped like the target and `columns` are the target's.
+    pub batch: Option<Vec<crate::staged_shape::StagedColumn>>,
 }
 
 impl PipelineDef {
@@ -131,12 +134,28 @@ pub fn load(
         Ok(o) => o,
         Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: options: {e}")))),
     };
-    let columns = target_columns(c, target)?;
-    if columns.is_empty() {
+    if target_columns(c, target)?.is_empty() {
         return Ok(Some(Err(format!(
             "pipeline {name:?}: its target table {target_name} no longer exists"
         ))));
     }
+    // Files map to the declared staging columns, if any, else to the target's.
+    let batch = match &options.batch_columns {
+        None => None,
+        Some(_) if transform.is_none() => {
+            return Ok(Some(Err(format!(
+                "pipeline {name:?}: batch_columns needs a transform"
+            ))))
+        }
+        Some(declared) => match crate::staged_shape::resolve(declared) {
+            Ok(cols) => Some(cols),
+            Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: {e}")))),
+        },
+    };
+    let columns = match &batch {
+        Some(cols) => crate::staged_shape::as_target_columns(cols),
+        None => target_columns(c, target)?,
+    };
     // SAFETY: a catalog lookup by oid on the backend's own thread, inside a transaction.
     let owner_is_superuser = unsafe { pg_sys::superuser_arg(owner) };
     Ok(Some(Ok(PipelineDef {
@@ -153,6 +172,7 @@ pub fn load(
         transform,
         target_is_view,
         target_owner,
+        batch,
     })))
 }
 

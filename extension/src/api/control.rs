@@ -50,12 +50,12 @@ fn set_paused(pipeline: &str, paused: bool) {
     check_worker_database();
     require_trusted();
     if pipeline != settings::EVENTS_PIPELINE {
-        let found = Spi::get_one_with_args::<bool>(
+        let found = crate::one_row::optional(Spi::get_one_with_args::<bool>(
             "UPDATE public.ingest_pipelines
                 SET paused = $2, changed_at = pg_catalog.now(), changed_by = session_user
               WHERE pipeline_name = $1 RETURNING true",
             &[pipeline.into(), paused.into()],
-        )
+        ))
         .unwrap_or_else(|e| error!("cannot change the paused state: {e}"));
         if found != Some(true) {
             super::no_such_pipeline(pipeline);

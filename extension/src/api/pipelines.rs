@@ -66,12 +66,21 @@ fn as_extension<R>(f: impl FnOnce() -> R) -> R {
 /// a transform's own privileges are checked by PostgreSQL when it runs as the owner.
 fn check_target(target: pg_sys::Oid, who: pg_sys::Oid, transform: bool) -> (pg_sys::Oid, String) {
     let kinds = if transform { "{r,p,v}" } else { "{r,p}" };
-    let found = Spi::get_two_with_args::<pg_sys::Oid, String>(
-        "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
-          WHERE c.oid OPERATOR(pg_catalog.=) $1
-            AND c.relkind OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.char[])",
-        &[target.into(), kinds.into()],
-    )
+    // (No row: the target is of another kind, refused below.)
+    let found = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT c.oid, c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
+              WHERE c.oid OPERATOR(pg_catalog.=) $1
+                AND c.relkind OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.char[])",
+            None,
+            &[target.into(), kinds.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>((None, None));
+        }
+        let r = rows.first();
+        Ok((r.get::<pg_sys::Oid>(1)?, r.get::<String>(2)?))
+    })
     .unwrap_or_else(|e| error!("{e}"));
     let (Some(oid), Some(name)) = found else {
         refuse(
@@ -148,11 +157,51 @@ fn check_folders(superuser: bool, input_dir: &str, o: &PipelineOptions) {
     }
 }
 
-/// What can be checked of the options against the target's columns before any file: a
-/// header-less file's positions, a de-duplication key (a unique index, and no transform).
+/// Declared staging columns (`batch_columns`): only with a transform, every type resolved
+/// (with the caller's search_path) and usable by the owner. Returns the options text with the
+/// types spelled schema-qualified, as the worker will resolve them.
+fn check_batch_columns(
+    name: &str,
+    o: &PipelineOptions,
+    options_text: String,
+    owner: pg_sys::Oid,
+    transform: bool,
+) -> String {
+    let Some(declared) = &o.batch_columns else {
+        return options_text;
+    };
+    let fail = |m: String| -> ! {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline {name:?}: {m}"),
+            None,
+        )
+    };
+    if !transform {
+        fail("batch_columns declares the staging table a transform reads ($batch): without a transform the rows go into the target as its own columns".into());
+    }
+    let cols = crate::staged_shape::resolve(declared).unwrap_or_else(|e| fail(e));
+    if let Some(t) = crate::staged_shape::first_unusable(&cols, owner) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pipeline {name:?}: batch_columns: the pipeline's owner (you) has no USAGE privilege on type {t}"),
+            None,
+        );
+    }
+    crate::staged_shape::normalized_options(&options_text, &cols)
+}
+
+/// What can be checked of the options against the target's columns (or the declared staging
+/// columns) before any file: a header-less file's positions, a de-duplication key (a unique
+/// index, and no transform).
 fn check_columns(name: &str, o: &PipelineOptions, target: pg_sys::Oid, transform: bool) {
-    let cols = Spi::connect(|c| crate::pipeline::target_columns(c, target))
-        .unwrap_or_else(|e| error!("{e}"));
+    let cols = match &o.batch_columns {
+        Some(declared) => crate::staged_shape::resolve(declared)
+            .map(|c| crate::staged_shape::as_target_columns(&c))
+            .unwrap_or_default(),
+        None => Spi::connect(|c| crate::pipeline::target_columns(c, target))
+            .unwrap_or_else(|e| error!("{e}")),
+    };
     if let Err(e) = crate::pipeline::check_static(o, &cols)
         .and_then(|()| crate::pipeline::check_dedup_key(o, &cols, target, transform))
     {
@@ -172,14 +221,15 @@ fn same_reading(a: &PipelineOptions, b: &PipelineOptions) -> bool {
         && a.mapping == b.mapping
         && a.ndjson_encoding == b.ndjson_encoding
         && a.policy == b.policy
+        && a.batch_columns == b.batch_columns
 }
 
 /// The pipeline's owner, who may alter or drop it (or a superuser, or a member of the owner).
 fn require_owner(name: &str, me: pg_sys::Oid, superuser: bool) {
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+    let owner = crate::one_row::optional(Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT owner::pg_catalog.oid FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.=) $1",
         &[name.into()],
-    )
+    ))
     .unwrap_or_else(|e| error!("{e}"));
     let Some(owner) = owner else {
         super::no_such_pipeline(name);
@@ -254,6 +304,8 @@ fn ingest_create_pipeline(
     check_folders(superuser, input_dir, &o);
     let transform = transform.filter(|t| !t.trim().is_empty());
     let (target_oid, target_name) = check_target(target, me, transform.is_some());
+    let options_text =
+        check_batch_columns(pipeline_name, &o, options_text, me, transform.is_some());
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
     let count = Spi::get_one::<i64>("SELECT pg_catalog.count(*) FROM public.ingest_pipelines")
         .ok()
@@ -277,7 +329,7 @@ fn ingest_create_pipeline(
     .flatten()
     .unwrap_or_default();
     let inserted = as_extension(|| {
-        Spi::get_one_with_args::<bool>(
+        crate::one_row::optional(Spi::get_one_with_args::<bool>(
             "INSERT INTO public.ingest_pipelines (pipeline_name, owner, target, input_dir, format, options, changed_by, transform)
              VALUES ($1, $2::pg_catalog.oid::pg_catalog.regrole, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.jsonb, $7, $8)
              ON CONFLICT (pipeline_name) DO NOTHING RETURNING true",
@@ -291,7 +343,7 @@ fn ingest_create_pipeline(
                 role_name.into(),
                 transform.into(),
             ],
-        )
+        ))
     })
     .unwrap_or_else(|e| error!("{e}"));
     if inserted != Some(true) {
@@ -372,6 +424,7 @@ fn ingest_alter_pipeline(
     let format = format.unwrap_or_default();
     let o = parse(&format, &new_options);
     check_folders(superuser, &dir, &o);
+    let new_options = check_batch_columns(pipeline_name, &o, new_options, me, transform.is_some());
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
     // How a file is read may change only between files: a half-ingested file resumed with
     // another delimiter, header, mapping or error mode would be read as another file. (The
@@ -392,7 +445,7 @@ fn ingest_alter_pipeline(
         if half > 0 {
             refuse(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("pipeline {pipeline_name:?} has {half} half-ingested files (status ingesting or growing in ingest_files): the options that decide how a file is read (format, quoting, header, columns, mapping, encoding, compression, on_error, dedup_key) may change only when none is"),
+                format!("pipeline {pipeline_name:?} has {half} half-ingested files (status ingesting or growing in ingest_files): the options that decide how a file is read (format, quoting, header, columns, mapping, encoding, compression, on_error, dedup_key, batch_columns) may change only when none is"),
                 Some("Let them finish (a paused pipeline finishes none), or remove them from the folder (they end failed), then change the options."),
             );
         }

@@ -332,6 +332,10 @@ pub fn chunk_body(
     let staged = def.is_some_and(PipelineDef::staged);
     let mut staging: Option<pg_sys::Oid> = None;
     let mut staged_columns: Vec<String> = Vec::new();
+    // Without a transform, each staged row's line and text, in staging order: a row the
+    // target refuses when the staged rows go in becomes a reject of its own.
+    let keep_staged = staged && def.is_some_and(|d| d.transform.is_none());
+    let mut staged_rows: Vec<(u64, String)> = Vec::new();
     let policy = def.map(|d| &d.options.policy);
     let end: ChunkEnd = loop {
         match pipe.next(t) {
@@ -378,7 +382,19 @@ pub fn chunk_body(
                 } else {
                     def.target
                 };
+                let before = rejects.len();
                 rows += insert_text(def, into, &batch, 0, batch.len(), &mut rejects)?;
+                if keep_staged {
+                    let left_out: std::collections::HashSet<i64> =
+                        rejects.line[before..].iter().copied().collect();
+                    let TextRows { lines, raws, .. } = batch;
+                    staged_rows.extend(
+                        lines
+                            .into_iter()
+                            .zip(raws)
+                            .filter(|(l, _)| !left_out.contains(&(*l as i64))),
+                    );
+                }
                 for r in refused {
                     rejects.push(r.line, r.column.as_deref(), r.reason, Some(r.raw));
                 }
@@ -408,22 +424,40 @@ pub fn chunk_body(
             _ => return Err(ChunkError::ThreadGone),
         }
     };
+    // Staged rows go into the target through the planner: the owner's transform, or an INSERT
+    // whose refused rows become rejects.
+    let mut duplicates = 0i64;
+    if let (Some(def), Some(_)) = (def, staging) {
+        let applied = match &def.transform {
+            Some(t) => {
+                super::staging::apply_transform(def, t, rows).map_err(ChunkError::Transform)?
+            }
+            None => {
+                let r = super::staging::apply_rows(def, &staged_columns, rows)
+                    .map_err(ChunkError::Db)?;
+                for x in r.refused {
+                    let (line, raw) = staged_rows.get(x.position - 1).cloned().unwrap_or_default();
+                    rejects.push(
+                        line,
+                        None,
+                        format!("refused by the database: {}", x.error),
+                        Some(raw),
+                    );
+                }
+                r.applied
+            }
+        };
+        rows = applied.rows;
+        duplicates = applied.duplicates;
+    }
     n_rejected += rejects.len() as i64;
     rejects.flush(client, file)?;
     // The file's verdict under its on_error, now that this chunk was read.
     let whole = end.at_eof && !end.held;
-    if let Some(why) = policy
-        .and_then(|p| ingest_core::policy::file_fails(p, rows as u64, n_rejected as u64, whole))
-    {
+    if let Some(why) = policy.and_then(|p| {
+        ingest_core::policy::file_fails(p, (rows + duplicates) as u64, n_rejected as u64, whole)
+    }) {
         return Err(ChunkError::Refused(why));
-    }
-    // Staged rows go into the target through the planner, as the owner.
-    let mut duplicates = 0i64;
-    if let (Some(def), Some(_)) = (def, staging) {
-        let applied =
-            super::staging::apply(def, &staged_columns, rows).map_err(ChunkError::Transform)?;
-        rows = applied.rows;
-        duplicates = applied.duplicates;
     }
 
     let finished = end.at_eof && !end.held && !young;

@@ -1,14 +1,16 @@
 //! A pipeline's staging table: `pg_temp.ingest_batch`, shaped like the target (its columns, its
 //! defaults and generated columns, its CHECK and NOT NULL constraints except NOT NULL on
-//! identity columns: a row they refuse is a reject of its own, before the target), created
+//! identity columns: a row they refuse is a reject of its own, before the target) or like the
+//! transform's declared `batch_columns` (staged_shape.rs), created
 //! by the worker in the transaction that needs it and dropped at its commit (`ON COMMIT DROP`):
 //! it never outlives the transaction, and being temporary it is seen by no other session and no
 //! pg_dump. A chunk's rows are COPYed into it (as the pipeline's owner: defaults run with the
-//! owner's privileges; a value refused there is a reject, as for a plain pipeline), then
-//! [`apply`] moves them into the target through the planner — the user's transform, or an
-//! `INSERT … SELECT` with `ON CONFLICT … DO NOTHING` for a de-duplication key, or a plain
-//! `INSERT … SELECT` where COPY cannot write (row-level security applies, a view) — as the
-//! pipeline's owner, in a security-restricted operation, before the chunk's ledger row.
+//! owner's privileges; a value refused there is a reject, as for a plain pipeline), then they
+//! go into the target through the planner, in a security-restricted operation, before the
+//! chunk's ledger row: [`apply_transform`] runs the user's transform as the pipeline's owner;
+//! [`apply_rows`] runs an `INSERT … SELECT` (with `ON CONFLICT … DO NOTHING` for a
+//! de-duplication key; plain where COPY cannot write: row-level security applies, a view) as
+//! the inserting role, and a row the target refuses is found and left out, as with COPY.
 
 use super::txn::{subtransaction, DbError};
 use crate::pipeline::PipelineDef;
@@ -75,6 +77,19 @@ fn create(def: &PipelineDef) {
     let (Some(target), Some(owner), Some(inserter)) = names else {
         error!("the target or the owner of pipeline {:?} is gone", def.name)
     };
+    if let Some(cols) = &def.batch {
+        // Declared columns: names and types as PostgreSQL spells them (staged_shape.rs).
+        Spi::run(&format!(
+            "CREATE TEMP TABLE ingest_batch ({}) ON COMMIT DROP",
+            crate::staged_shape::column_list_sql(cols)
+        ))
+        .unwrap_or_else(|e| error!("{e}"));
+        Spi::run(&format!(
+            "GRANT SELECT, INSERT ON {BATCH} TO {owner}, {inserter}"
+        ))
+        .unwrap_or_else(|e| error!("{e}"));
+        return;
+    }
     Spi::run(&format!(
         "CREATE TEMP TABLE ingest_batch (LIKE {target} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS) ON COMMIT DROP"
     ))
@@ -105,30 +120,131 @@ fn create(def: &PipelineDef) {
     .unwrap_or_else(|e| error!("{e}"));
 }
 
-/// Moves the staged rows into the target, as the pipeline's owner: the transform, or an
-/// `INSERT … SELECT` of `columns` (the columns the files gave) — `ON CONFLICT (key) DO
-/// NOTHING` with a de-duplication key. `staged`: rows in the staging table.
-pub fn apply(def: &PipelineDef, columns: &[String], staged: i64) -> Result<Applied, DbError> {
-    if staged == 0 {
-        return Ok(Applied {
+/// Runs the pipeline's transform over the staged rows, as the pipeline's owner. `staged`: rows
+/// in the staging table (all of them count as applied: what the transform did with them is its
+/// own business).
+pub fn apply_transform(
+    def: &PipelineDef,
+    transform: &str,
+    staged: i64,
+) -> Result<Applied, DbError> {
+    if staged > 0 {
+        run_as(def.owner, &transform.replace("$batch", BATCH), &[])?;
+        // Session-level advisory locks a transform took would outlive its transaction in the
+        // worker's session: released here.
+        subtransaction(|| {
+            Spi::run("SELECT pg_catalog.pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"))
+        })?;
+    }
+    Ok(Applied {
+        rows: staged,
+        duplicates: 0,
+    })
+}
+
+/// A staged row the target refused (by its 1-based position in the staging table).
+pub struct RefusedRow {
+    pub position: usize,
+    pub error: DbError,
+}
+
+/// What [`apply_rows`] did: the rows inserted and skipped as duplicates, and the rows the
+/// target refused.
+pub struct AppliedRows {
+    pub applied: Applied,
+    pub refused: Vec<RefusedRow>,
+}
+
+/// Without a transform: moves the staged rows into the target as [`apply`] does, and if the
+/// target refuses a row (a foreign key, a trigger, a view's INSTEAD OF trigger, a policy's
+/// WITH CHECK), finds it by halves — each attempt a subtransaction over a range of the staging
+/// table's rows in the order they were staged — so that only the refused rows are left out and
+/// every other row goes in, as with COPY into a table. An error that is not a row's fault
+/// comes back as `Err`.
+pub fn apply_rows(
+    def: &PipelineDef,
+    columns: &[String],
+    staged: i64,
+) -> Result<AppliedRows, DbError> {
+    let mut out = AppliedRows {
+        applied: Applied {
             rows: 0,
             duplicates: 0,
-        });
+        },
+        refused: Vec::new(),
+    };
+    if staged == 0 {
+        return Ok(out);
     }
-    let sql = match &def.transform {
-        Some(t) => t.replace("$batch", BATCH),
-        None => insert_statement(def, columns)?,
-    };
-    // The transform is the owner's own SQL; the INSERT is the pipeline's inserting role's.
-    let role = if def.transform.is_some() {
-        def.owner
+    let all = insert_statement(def, columns)?;
+    let ranged = range_statement(def, columns)?;
+    match run_as_inserter(def, &all, &[]) {
+        Ok(n) => {
+            out.applied.rows = n;
+        }
+        Err(e) if e.is_row_level() => {
+            halves(def, &ranged, 1, staged as usize + 1, e, &mut out)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let refused = out.refused.len() as i64;
+    out.applied.duplicates = if def.options.policy.dedup_key.is_some() {
+        staged - refused - out.applied.rows
     } else {
-        def.insert_role()
+        0
     };
-    // A superuser's transform resolves nothing in a schema others can write to (a function
-    // planted in public that matches its arguments better than pg_catalog's would run as the
-    // superuser): its search_path is pg_catalog, pg_temp, and it names its tables with their
-    // schema. Anyone else's runs with a session's default search_path, as its owner.
+    Ok(out)
+}
+
+/// Rows `from..to` (1-based, `to` excluded) of the staging table, known to hold a refused row
+/// (`e`, from the attempt on all of them).
+fn halves(
+    def: &PipelineDef,
+    ranged: &str,
+    from: usize,
+    to: usize,
+    e: DbError,
+    out: &mut AppliedRows,
+) -> Result<(), DbError> {
+    if to - from == 1 {
+        out.refused.push(RefusedRow {
+            position: from,
+            error: e,
+        });
+        return Ok(());
+    }
+    let mid = from + (to - from) / 2;
+    for (a, b) in [(from, mid), (mid, to)] {
+        match run_as_inserter(def, ranged, &[(a as i64).into(), (b as i64).into()]) {
+            Ok(n) => out.applied.rows += n,
+            Err(e) if e.is_row_level() => halves(def, ranged, a, b, e, out)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sql` as the pipeline's inserting role; the rows it wrote.
+fn run_as_inserter(
+    def: &PipelineDef,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<i64, DbError> {
+    run_as(def.insert_role(), sql, args)
+}
+
+/// Runs `sql` as `role` in a security-restricted subtransaction; the rows it wrote.
+///
+/// A superuser's SQL resolves nothing in a schema others can write to (a function planted in
+/// public that matches its arguments better than pg_catalog's would run as the superuser): its
+/// search_path is pg_catalog, pg_temp, and a superuser's transform names its tables with their
+/// schema. Anyone else's runs with a session's default search_path, as that role (the target's
+/// triggers, a view's INSTEAD OF functions, find their tables as in the role's own sessions).
+fn run_as(
+    role: pg_sys::Oid,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<i64, DbError> {
     // SAFETY: a catalog lookup by oid on the worker's thread inside a transaction.
     let superuser = unsafe { pg_sys::superuser_arg(role) };
     let search_path = if superuser {
@@ -136,30 +252,27 @@ pub fn apply(def: &PipelineDef, columns: &[String], staged: i64) -> Result<Appli
     } else {
         "\"$user\", public"
     };
-    let n = subtransaction(|| {
+    subtransaction(|| {
         crate::restricted::as_owner(role, search_path, || {
-            Spi::connect_mut(|c| c.update(&sql, None, &[]).map(|r| r.len() as i64))
+            Spi::connect_mut(|c| c.update(sql, None, args).map(|r| r.len() as i64))
                 .unwrap_or_else(|e| error!("{e}"))
         })
-    })?;
-    // Session-level advisory locks a transform took would outlive its transaction in the
-    // worker's session: released here.
-    subtransaction(|| {
-        Spi::run("SELECT pg_catalog.pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"))
-    })?;
-    Ok(match (&def.transform, &def.options.policy.dedup_key) {
-        (Some(_), _) => Applied {
-            rows: staged,
-            duplicates: 0,
-        },
-        (None, Some(_)) => Applied {
-            rows: n,
-            duplicates: staged - n,
-        },
-        (None, None) => Applied {
-            rows: n,
-            duplicates: 0,
-        },
+    })
+}
+
+/// [`insert_statement`] for the staged rows at positions `$1 ..< $2` (in staging order: the
+/// table is filled by COPY in one transaction and never updated, so a sequential scan returns
+/// its rows in the order they were staged).
+fn range_statement(def: &PipelineDef, columns: &[String]) -> Result<String, DbError> {
+    insert_statement(def, columns).map(|sql| {
+        sql.replacen(
+            &format!("FROM {BATCH}"),
+            &format!(
+                "FROM (SELECT *, pg_catalog.row_number() OVER () AS \"ingest staged row\" FROM {BATCH}) staged \
+                 WHERE \"ingest staged row\" OPERATOR(pg_catalog.>=) $1 AND \"ingest staged row\" OPERATOR(pg_catalog.<) $2"
+            ),
+            1,
+        )
     })
 }
 

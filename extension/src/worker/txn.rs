@@ -12,15 +12,23 @@ pub struct DbError {
     pub sqlstate: String,
     pub message: String,
     code: i32,
+    /// Raised where a new row is checked against row-level security's WITH CHECK policies or
+    /// a view's WITH CHECK OPTION (PostgreSQL's `ExecWithCheckOptions`): the row's fault,
+    /// though its SQLSTATE (42501) is also that of a missing privilege. Told apart by where
+    /// it was raised, not by its message, which the server's language translates.
+    refused_by_check_option: bool,
 }
 
 impl DbError {
     /// Errors caused by the row's own values: data exceptions (22), integrity violations (23),
-    /// and exceptions raised by user triggers (P0). Anything else is not the row's fault.
+    /// a WITH CHECK OPTION violation (44), a row-level security policy's WITH CHECK, and
+    /// exceptions raised by user triggers (P0). Anything else is not the row's fault.
     pub fn is_row_level(&self) -> bool {
         self.sqlstate.starts_with("22")
             || self.sqlstate.starts_with("23")
+            || self.sqlstate.starts_with("44")
             || self.sqlstate.starts_with("P0")
+            || self.refused_by_check_option
     }
 }
 
@@ -59,10 +67,12 @@ fn caught(e: CaughtError) -> DbError {
             let sqlstate = unsafe { std::ffi::CStr::from_ptr(pg_sys::unpack_sql_state(code)) }
                 .to_string_lossy()
                 .into_owned();
+            let refused_by_check_option = r.function_name() == Some("ExecWithCheckOptions");
             DbError {
                 sqlstate,
                 message,
                 code,
+                refused_by_check_option,
             }
         }
     }

@@ -118,3 +118,34 @@ fn a_dropped_pipeline_leaves_its_rows_and_its_worker_stops_and_the_same_name_sta
     c.assert_exact_rows(&expected_rows(&[a]).rows);
     assert_consistent(&mut c, "drop_me");
 }
+
+#[test]
+fn naming_a_pipeline_that_is_not_there_or_creating_one_twice_says_so() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    c.execute("CREATE TABLE d (id int)");
+    let dir = folder(&c, "d");
+    create(&mut c, "d", &dir, "d", "csv", "{}");
+    let message = |c: &mut Cluster, sql: &str| {
+        let e = c.client().batch_execute(sql).unwrap_err();
+        let d = e.as_db_error().expect("a database error");
+        (d.code().code().to_string(), d.message().to_string())
+    };
+    for sql in [
+        "SELECT ingest_alter_pipeline('nope')",
+        "SELECT ingest_drop_pipeline('nope')",
+        "SELECT ingest_pause('nope')",
+        "SELECT ingest_resume('nope')",
+    ] {
+        let (code, msg) = message(&mut c, sql);
+        assert_eq!(
+            (code.as_str(), msg.as_str()),
+            ("42704", "no pipeline named \"nope\""),
+            "{sql}"
+        );
+    }
+    let (code, msg) = message(&mut c, &create_sql("d", &dir, "d", "csv", "{}"));
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("42710", "pipeline \"d\" already exists")
+    );
+}

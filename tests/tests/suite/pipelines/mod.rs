@@ -9,6 +9,7 @@ mod flow;
 mod formats;
 mod lifecycle;
 mod security;
+mod targets;
 mod transform;
 mod types;
 
@@ -283,4 +284,61 @@ pub(super) fn wait_worker_of(c: &mut Cluster, p: &str) -> i32 {
         pid != 0
     });
     pid
+}
+
+/// Creates a CSV pipeline with `options` and an optional transform.
+pub(super) fn create_with(
+    c: &mut Cluster,
+    name: &str,
+    dir: &Path,
+    target: &str,
+    options: &str,
+    transform: Option<&str>,
+) {
+    c.execute(&format!(
+        "SELECT ingest_create_pipeline({}, {}, {}, 'csv', {}::jsonb, {})",
+        lit(name),
+        lit(&dir.display().to_string()),
+        lit(target),
+        lit(options),
+        transform.map_or("NULL".to_string(), lit)
+    ));
+}
+
+/// Drops a file into `dir` atomically (written beside it, then renamed).
+pub(super) fn put(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// `(file, status, rows_ok, rows_rejected, rows_duplicate, error)` of every file of `p`.
+pub(super) fn ledger(
+    c: &mut Cluster,
+    p: &str,
+) -> Vec<(String, String, i64, i64, i64, Option<String>)> {
+    c.client()
+        .query(
+            "SELECT file_name, status, rows_ok, rows_rejected, rows_duplicate, error
+               FROM ingest_files WHERE pipeline = $1 ORDER BY file_name",
+            &[&p],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+}
+
+/// Waits until every one of the `n` files of `p` is done or failed.
+pub(super) fn wait_settled(c: &mut Cluster, p: &str, n: i64) {
+    c.wait_for(&format!("{n} files of {p} done or failed"), T, |c| {
+        c.client()
+            .query_one(
+                "SELECT count(*) FROM ingest_files WHERE pipeline = $1 AND status IN ('done', 'failed')",
+                &[&p],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            >= n
+    });
 }
