@@ -62,10 +62,11 @@ fn as_extension<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The target (a `regclass` argument: resolved with the caller's search_path before the call):
-/// a table or partitioned table the caller may INSERT into, or (with a transform) also a view;
-/// a transform's own privileges are checked by PostgreSQL when it runs as the owner.
+/// a table, partitioned table or view the caller may INSERT into (a view's rows go in through
+/// the planner: its INSTEAD OF triggers or its own updatability); with a transform, its own
+/// privileges are checked by PostgreSQL when it runs as the owner.
 fn check_target(target: pg_sys::Oid, who: pg_sys::Oid, transform: bool) -> (pg_sys::Oid, String) {
-    let kinds = if transform { "{r,p,v}" } else { "{r,p}" };
+    let kinds = "{r,p,v}";
     // (No row: the target is of another kind, refused below.)
     let found = Spi::connect(|c| {
         let rows = c.select(
@@ -85,16 +86,27 @@ fn check_target(target: pg_sys::Oid, who: pg_sys::Oid, transform: bool) -> (pg_s
     let (Some(oid), Some(name)) = found else {
         refuse(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            if transform {
-                "the target is not a table, partitioned table or view".to_string()
-            } else {
-                "the target is not a table or partitioned table".to_string()
-            },
-            Some("A view can be the target of a pipeline with a transform (its INSTEAD OF triggers run)."),
+            "the target is not a table, partitioned table or view".to_string(),
+            Some("With a transform, the target only shapes the staging table: name a table or view, and let the transform write where it should."),
         );
     };
     if transform {
         return (oid, name);
+    }
+    // A view must take INSERTs (INSTEAD OF INSERT triggers, or a simple updatable view).
+    let insertable = Spi::get_one_with_args::<i32>(
+        "SELECT pg_catalog.pg_relation_is_updatable($1::pg_catalog.regclass, true)",
+        &[oid.into()],
+    )
+    .unwrap_or_else(|e| error!("{e}"))
+    .unwrap_or(0);
+    // Bit 8: INSERT (as in information_schema.views.is_insertable_into).
+    if insertable & 8 == 0 {
+        refuse(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{name} does not take INSERTs: it is a view without INSTEAD OF INSERT triggers that PostgreSQL cannot update by itself"),
+            Some("Give it an INSTEAD OF INSERT trigger, or name its base table, or write into it with a transform."),
+        );
     }
     // SAFETY: an ACL check by oids, on the backend's own thread inside a transaction.
     let ok = unsafe { pg_sys::pg_class_aclcheck(oid, who, pg_sys::ACL_INSERT as pg_sys::AclMode) }

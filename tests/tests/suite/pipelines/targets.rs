@@ -98,7 +98,7 @@ fn a_partitioned_table_takes_rows_by_copy_and_by_transform_and_a_row_without_par
 }
 
 #[test]
-fn a_view_with_instead_of_triggers_takes_a_transforms_rows_and_its_refusal_fails_the_file() {
+fn a_view_with_instead_of_triggers_takes_rows_with_or_without_a_transform() {
     let mut c = Cluster::start(ClusterOptions::default());
     let dir = folder(&c, "v");
     // The view fans each row out into two tables; its trigger refuses a negative quantity.
@@ -159,15 +159,50 @@ fn a_view_with_instead_of_triggers_takes_a_transforms_rows_and_its_refusal_fails
             vec![s("5"), s("9"), s("1")],
         ]
     );
-    // A view is refused as the target of a pipeline without a transform, with the way out.
+    // Without a transform, the rows go in through the view too (an INSERT … SELECT, never
+    // COPY): the row its trigger refuses is a reject of its own, the others land.
+    let plain = folder(&c, "plain");
+    create(
+        &mut c,
+        "plain",
+        &plain,
+        "orders_v",
+        "csv",
+        r#"{"trigger_interval": 100}"#,
+    );
+    put(&plain, "p.csv", "id,qty\n10,1\n11,-5\n12,2\n");
+    wait_done(&mut c, "plain", 1);
+    assert_eq!(
+        ledger(&mut c, "plain")
+            .iter()
+            .map(|f| (f.1.as_str(), f.2, f.3))
+            .collect::<Vec<_>>(),
+        vec![("done", 2, 1)]
+    );
+    let r = rejects(&mut c, "plain");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].1 == 3 && r[0].3.contains("negative quantity -5 for order 11"),
+        "{r:?}"
+    );
+    assert_eq!(
+        c.int("SELECT count(*) FROM orders_base WHERE id IN (10, 12)"),
+        2
+    );
+    // A view that cannot take INSERTs is refused when the pipeline is created, with the way out.
+    c.execute("CREATE VIEW totals AS SELECT count(*) AS n FROM orders_base");
     let e = c
         .client()
-        .batch_execute(&create_sql("noview", &dir, "orders_v", "csv", "{}"))
+        .batch_execute(&create_sql("noview", &plain, "totals", "csv", "{}"))
         .unwrap_err();
+    let d = e.as_db_error().expect("a database error");
     assert!(
-        format!("{e:?}").contains("not a table or partitioned table"),
-        "{e:?}"
+        d.message().contains("does not take INSERTs")
+            && d.hint().unwrap_or("").contains("INSTEAD OF INSERT"),
+        "{d:?}"
     );
+    assert_consistent(&mut c, "v");
+    assert_consistent(&mut c, "plain");
 }
 
 #[test]
