@@ -253,8 +253,17 @@ pub fn figures(
                 &format!("6{}", (b'a' + i as u8) as char),
                 &format!("pipeline {}", v.name),
                 &format!(
-                    "pipeline, {} ({} files, {} rows) vs COPY of the plain CSV",
-                    v.name, v.files, v.rows
+                    "pipeline, {} ({} files, {} rows) vs COPY of the plain CSV{}",
+                    v.name,
+                    v.files,
+                    v.rows,
+                    if v.round_ratios.len() > 1 {
+                        let shown: Vec<String> =
+                            v.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+                        format!("; median of {} rounds ({})", shown.len(), shown.join(", "))
+                    } else {
+                        String::new()
+                    }
                 ),
                 rps(v.rows as f64 / v.pipeline_seconds),
                 format!("COPY {}", rps(v.rows as f64 / v.copy_seconds)),

@@ -161,5 +161,20 @@ pub fn pin() -> Result<(), super::txn::DbError> {
             set(p.name, p.value);
             pgrx::debug1!("ecommerce_ingest: {} = '{}' ({})", p.name, p.value, p.why);
         }
+        staging_buffers();
     })
+}
+
+/// Local buffers for a pipeline's staging table (staging.rs), which holds a chunk's rows
+/// (`chunk_size`, 64 MB of input by default): with the default 8 MB every staged chunk would be
+/// written out and read back. Raised, never lowered, before the session's first temporary
+/// table (the only time it may change); the buffers are allocated as the table grows, so a
+/// worker that stages nothing uses none.
+fn staging_buffers() {
+    const STAGING_TEMP_BUFFERS_KB: i32 = 128 * 1024;
+    // SAFETY: a GUC variable of this backend (in 8 kB blocks), read on its own thread.
+    let blocks = unsafe { pg_sys::num_temp_buffers };
+    if blocks < STAGING_TEMP_BUFFERS_KB / 8 {
+        set("temp_buffers", &format!("{STAGING_TEMP_BUFFERS_KB}kB"));
+    }
 }
