@@ -14,7 +14,8 @@ as_root() {
 }
 
 # 1. Debian packages.
-want=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" libclang-dev clang sudo pkg-config)
+# postgresql-15-partman: the partitioned user_events of sql/partition_user_events.sql (its tests).
+want=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-${PG_MAJOR}-partman" libclang-dev clang sudo pkg-config)
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

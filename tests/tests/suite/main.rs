@@ -13,6 +13,7 @@ mod groups;
 mod hostile;
 mod identity;
 mod ingest;
+mod partitioning;
 mod pipelines;
 mod reliability;
 mod security;
