@@ -1,18 +1,25 @@
--- Makes user_events a table partitioned by range of event_timestamp, by day or by month, while it
--- is still empty (a new installation). For a table that already holds rows, see the migration
--- recipe in docs/scale.md ("Partitioning an existing user_events").
+-- Makes user_events a table partitioned by range of event_timestamp, by day or by month: a new,
+-- empty user_events, or (with existing=attach) one that holds rows already, without copying
+-- them: the old table becomes the partition of every time before the cutover (the first day or
+-- month after its newest row), and new partitions start there.
 --
 --   psql -v ON_ERROR_STOP=1 -d shop -v granularity=month -v partman=on -f sql/partition_user_events.sql
 --
 -- Variables (all optional):
 --   granularity  day | month                                          [month]
---   start        the first partition's start, a date                  [the current day or month]
+--   start        the first partition's start, a date (empty table)   [the current day or month]
 --   premake      partitions made ahead of the current one             [4]
 --   partman      on: pg_partman (Debian's postgresql-15-partman) makes the partitions, ahead
 --                of time and on a schedule (partman.run_maintenance_proc(), from pg_cron or
 --                pg_partman_bgw), and drops old ones if you set a retention (docs/scale.md);
 --                off: the partitions from start to premake ahead are made now, once, and
 --                making later ones is yours                            [off]
+--   existing     attach: user_events has rows; it becomes the partition user_events_legacy
+--                (FROM MINVALUE TO the cutover: the start of the day or month after its newest
+--                row, or of the current one if that is later). It is read once under the lock, to check its
+--                rows against that range (no row is copied), and the primary key index of the
+--                partitioned table is built on it: plan for that time (docs/scale.md)
+--                                                                      [refuse a table with rows]
 -- Either way a DEFAULT partition takes a row whose time has no partition of its own: no row is
 -- refused or lost for its time (move them out when you add the partition: docs/scale.md).
 --
@@ -37,6 +44,10 @@
 \else
   \set start ''
 \endif
+\if :{?existing}
+\else
+  \set existing refuse
+\endif
 
 BEGIN;
 -- Partition bounds and names in UTC, whatever the session's time zone.
@@ -45,7 +56,8 @@ SET LOCAL TimeZone = 'UTC';
 SELECT set_config('ecommerce_ingest_partition.granularity', :'granularity', true),
        set_config('ecommerce_ingest_partition.premake', :'premake', true),
        set_config('ecommerce_ingest_partition.partman', :'partman', true),
-       set_config('ecommerce_ingest_partition.start', :'start', true);
+       set_config('ecommerce_ingest_partition.start', :'start', true),
+       set_config('ecommerce_ingest_partition.existing', :'existing', true);
 
 DO $swap$
 DECLARE
@@ -56,6 +68,9 @@ DECLARE
     step     interval;
     p_from   timestamptz;
     rows_in  bigint;
+    attach   bool := current_setting('ecommerce_ingest_partition.existing') = 'attach';
+    newest   timestamptz;
+    last_id  bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ecommerce_ingest') THEN
         RAISE EXCEPTION 'sql/partition_user_events.sql needs the ecommerce_ingest extension in this database';
@@ -70,16 +85,35 @@ BEGIN
         RAISE EXCEPTION 'user_events is partitioned already';
     END IF;
     SELECT count(*) INTO rows_in FROM (SELECT 1 FROM public.user_events LIMIT 1) x;
-    IF rows_in > 0 THEN
+    IF rows_in > 0 AND NOT attach THEN
         RAISE EXCEPTION 'user_events is not empty'
-            USING HINT = 'This script is for a new installation. For a table with rows, follow "Partitioning an existing user_events" in docs/scale.md (no row is copied: the old table becomes a partition).';
+            USING HINT = 'To keep its rows where they are (no copy: the table becomes the partition of the times before its newest row''s next day or month), run again with -v existing=attach; see "Partitioning an existing user_events" in docs/scale.md.';
     END IF;
+    attach := rows_in > 0;
 
     ALTER EXTENSION ecommerce_ingest DROP VIEW public.user_events_with_source;
     ALTER EXTENSION ecommerce_ingest DROP TABLE public.user_events;
     ALTER EXTENSION ecommerce_ingest DROP SEQUENCE public.user_events_event_id_seq;
     DROP VIEW public.user_events_with_source;
-    DROP TABLE public.user_events;
+    IF attach THEN
+        -- The rows stay in this table; new partitions start at the first boundary after its
+        -- newest row. Its identity ends here: new ids continue after its largest.
+        SELECT max(event_timestamp), max(event_id) INTO newest, last_id FROM public.user_events;
+        -- (Past periods without a partition of their own stay the legacy table's.)
+        start := greatest(pg_catalog.date_trunc(g, newest) + step, pg_catalog.date_trunc(g, pg_catalog.now()));
+        ALTER TABLE public.user_events RENAME TO user_events_legacy;
+        -- Its primary key (event_id) gives way to the partitioned table's (event_id,
+        -- event_timestamp), built on it by ATTACH PARTITION. (A foreign key of yours that
+        -- references user_events (event_id) makes this fail: nothing is changed then.)
+        ALTER TABLE public.user_events_legacy DROP CONSTRAINT user_events_pkey;
+        ALTER TABLE public.user_events_legacy ALTER COLUMN event_id DROP IDENTITY;
+        -- Proves the range to ATTACH PARTITION (which then reads nothing more).
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE public.user_events_legacy ADD CONSTRAINT user_events_legacy_range CHECK (event_timestamp < %L)',
+            start);
+    ELSE
+        DROP TABLE public.user_events;
+    END IF;
 
     -- The extension's user_events, column for column; the primary key includes the partition
     -- key (PostgreSQL requires it of a unique index on a partitioned table).
@@ -100,6 +134,13 @@ BEGIN
         PRIMARY KEY (event_id, event_timestamp)
     ) PARTITION BY RANGE (event_timestamp);
     COMMENT ON TABLE public.user_events IS 'E-commerce events ingested by ecommerce_ingest, partitioned by event_timestamp (sql/partition_user_events.sql).';
+    IF attach THEN
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE public.user_events ALTER COLUMN event_id RESTART WITH %s', last_id + 1);
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE public.user_events ATTACH PARTITION public.user_events_legacy FOR VALUES FROM (MINVALUE) TO (%L)',
+            start);
+    END IF;
 
     IF partman THEN
         CREATE SCHEMA IF NOT EXISTS partman;

@@ -164,3 +164,48 @@ fn without_pg_partman_the_script_makes_day_partitions_ahead_and_refuses_a_table_
         2
     );
 }
+
+#[test]
+fn an_events_table_with_rows_becomes_the_legacy_partition_without_a_copy_and_ingestion_goes_on() {
+    for partman in ["off", "on"] {
+        let mut c = Cluster::start(ClusterOptions::default());
+        for seed in 1..=3u64 {
+            c.write_file_atomic(&format!("a{seed}.csv"), &gen_file(seed, 400));
+        }
+        c.wait_files_done(3, T);
+        let before = c.int("SELECT max(event_id) FROM user_events");
+        let file_of_old_rows: i64 = c.int("SELECT pg_relation_filenode('user_events')::int8");
+        // The worker keeps running: the script waits for its chunk, and it for the script.
+        partition(
+            &c,
+            &[("existing", "attach"), ("partman", partman), ("premake", "2")],
+        );
+        let parts = partitions(&mut c);
+        assert!(
+            parts.contains(&"user_events_legacy".to_string())
+                && parts.contains(&"user_events_default".to_string()),
+            "partman={partman}: {parts:?}"
+        );
+        // No copy: the old rows are in the very same relation file, now a partition.
+        assert_eq!(
+            c.int("SELECT pg_relation_filenode('user_events_legacy')::int8"),
+            file_of_old_rows,
+            "partman={partman}"
+        );
+        // New files: their May 2024 rows go into the legacy partition (its range is every time
+        // before the cutover); new ids continue after the old ones.
+        for seed in 4..=5u64 {
+            c.write_file_atomic(&format!("b{seed}.csv"), &gen_file(seed, 400));
+        }
+        c.wait_files_done(5, T);
+        assert!(
+            c.int("SELECT min(event_id) FROM user_events WHERE source_file_id IN (SELECT file_id FROM ingest_files WHERE file_name LIKE 'b%')")
+                > before,
+            "partman={partman}"
+        );
+        let exp = expected_rows(&[c.input_dir()]);
+        assert_eq!(exp.rows.len(), 2000);
+        c.assert_exact_rows(&exp.rows);
+        assert_eq!(c.int("SELECT count(*) FROM user_events_legacy"), 2000);
+    }
+}
