@@ -207,13 +207,13 @@ impl Drop for BenchCluster {
 }
 
 /// Settings of every benchmark cluster (later lines win).
-const BASE_CONF: [&str; 3] = [
+pub(crate) const BASE_CONF: [&str; 3] = [
     "ecommerce_ingest.processed_action = 'keep'",
     "ecommerce_ingest.min_file_age = '0'",
     "ecommerce_ingest.trigger_interval = '10s'",
 ];
 
-fn pause(c: &mut Client) -> R<()> {
+pub(crate) fn pause(c: &mut Client) -> R<()> {
     c.batch_execute("SELECT ingest_pause()")?;
     wait_status(
         c,
@@ -225,7 +225,7 @@ fn pause(c: &mut Client) -> R<()> {
     Ok(())
 }
 
-fn move_in(files: &[Staged], input: &Path) -> R<()> {
+pub(crate) fn move_in(files: &[Staged], input: &Path) -> R<()> {
     for f in files {
         std::fs::rename(&f.path, input.join(&f.name))?;
     }
@@ -314,11 +314,16 @@ pub struct Round {
     pub ratio: f64,
 }
 
+/// `copy_target`: `user_events`'s twin, for COPY (a plain table like the extension's).
+pub(crate) const PLAIN_COPY_TARGET: &str =
+    "CREATE TABLE copy_target (LIKE user_events INCLUDING ALL)";
+
 /// Ingests the staged files (already renamed into the paused worker's folder) and COPYs them.
-/// Round 0 creates `copy_target`; a later round empties it and `user_events` first, so every
-/// round starts from the same empty tables (its files must have names the ledger has not seen).
+/// Round 0 creates `copy_target` with `copy_target_ddl`; a later round empties it and
+/// `user_events` first, so every round starts from the same empty tables (its files must have
+/// names the ledger has not seen).
 #[allow(clippy::too_many_arguments)]
-fn worker_vs_copy(
+pub(crate) fn worker_vs_copy(
     c: &mut Client,
     input: &Path,
     names: &[String],
@@ -327,10 +332,11 @@ fn worker_vs_copy(
     timeout: Duration,
     worker_done: impl FnOnce(),
     round: u64,
+    copy_target_ddl: &str,
 ) -> R<Throughput> {
     let files = names.len() as u64;
     if round == 0 {
-        c.batch_execute("CREATE TABLE copy_target (LIKE user_events INCLUDING ALL)")?;
+        c.batch_execute(copy_target_ddl)?;
     } else {
         c.batch_execute("TRUNCATE copy_target; TRUNCATE user_events")?;
     }
@@ -431,6 +437,7 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
             Duration::from_secs(900),
             || {},
             round,
+            PLAIN_COPY_TARGET,
         )?;
         log(&format!(
             "backlog round {}: worker {:.2} s, COPY {:.2} s: {:.2}x",
@@ -858,6 +865,7 @@ pub fn big_file(env: &Env, z: &Sizes) -> R<BigFile> {
         // Sample the worker only while it ingests (COPY runs in another backend).
         || stop.store(true, Ordering::Relaxed),
         0,
+        PLAIN_COPY_TARGET,
     );
     stop.store(true, Ordering::Relaxed);
     let (anon, hwm, n) = sampler.join().map_err(|_| err("sampler panicked"))?;

@@ -8,6 +8,7 @@
 //! The extension must be installed and the feeder built (scripts/bench.sh does both).
 
 mod experiments;
+mod partitioned;
 mod pipelines;
 mod report;
 mod util;
@@ -18,13 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use util::{err, log, R};
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "backlog",
     "latency",
     "history",
     "bigfile",
     "feeder",
     "pipelines",
+    "partitioned",
 ];
 
 struct Opts {
@@ -35,7 +37,7 @@ struct Opts {
     port: u16,
 }
 
-const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines] [--port N]
+const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines,partitioned] [--port N]
   --short   small sizes (CI): checks the counts, asserts nothing about speed
   --out     where results.md, results.json and the charts go
             [default: docs/bench, or target/bench-short with --short]
@@ -103,6 +105,7 @@ fn render(json: &Path, out: Option<&Path>) -> R<()> {
         r.big_file.as_ref(),
         r.feeder.as_ref(),
         r.pipelines.as_ref(),
+        r.partitioned.as_ref(),
     );
     let out = out
         .map(Path::to_path_buf)
@@ -200,6 +203,9 @@ fn run(o: &Opts) -> R<()> {
     let pipelines = want("pipelines")
         .then(|| pipelines::pipelines(&env, &sizes))
         .transpose()?;
+    let partitioned = want("partitioned")
+        .then(|| partitioned::partitioned(&env, &sizes))
+        .transpose()?;
 
     let figures = report::figures(
         backlog.as_ref(),
@@ -208,6 +214,7 @@ fn run(o: &Opts) -> R<()> {
         big_file.as_ref(),
         feeder.as_ref(),
         pipelines.as_ref(),
+        partitioned.as_ref(),
     );
     let results = report::Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -222,6 +229,7 @@ fn run(o: &Opts) -> R<()> {
         big_file,
         feeder,
         pipelines,
+        partitioned,
     };
     report::write_all(&results, &out)?;
     println!();

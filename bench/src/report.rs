@@ -41,6 +41,8 @@ pub struct Results {
     pub feeder: Option<Feeder>,
     #[serde(default)]
     pub pipelines: Option<Pipelines>,
+    #[serde(default)]
+    pub partitioned: Option<Throughput>,
 }
 
 fn rps(v: f64) -> String {
@@ -90,6 +92,7 @@ pub fn figures(
     big: Option<&BigFile>,
     feeder: Option<&Feeder>,
     pipelines: Option<&Pipelines>,
+    partitioned: Option<&Throughput>,
 ) -> Vec<Figure> {
     let mut f = Vec::new();
     if let Some(b) = backlog {
@@ -272,6 +275,23 @@ pub fn figures(
                 true,
             ));
         }
+    }
+    if let Some(b) = partitioned {
+        f.push(fig(
+            "7",
+            "partitioned backlog",
+            &format!(
+                "backlog of {} files ({} rows) into user_events partitioned by month: worker vs COPY into the same partitions; median of {} rounds",
+                b.files,
+                b.rows,
+                b.rounds.len()
+            ),
+            rps(b.worker_rows_per_second),
+            format!("COPY {}", rps(b.copy_rows_per_second)),
+            Some(b.ratio),
+            Some(0.9),
+            true,
+        ));
     }
     f
 }

@@ -178,7 +178,11 @@ fn an_events_table_with_rows_becomes_the_legacy_partition_without_a_copy_and_ing
         // The worker keeps running: the script waits for its chunk, and it for the script.
         partition(
             &c,
-            &[("existing", "attach"), ("partman", partman), ("premake", "2")],
+            &[
+                ("existing", "attach"),
+                ("partman", partman),
+                ("premake", "2"),
+            ],
         );
         let parts = partitions(&mut c);
         assert!(
