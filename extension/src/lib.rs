@@ -5,6 +5,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod citus;
 mod drop_guard;
 mod guc;
 mod one_row;

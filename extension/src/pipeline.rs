@@ -32,6 +32,8 @@ pub struct PipelineDef {
     /// The staging table's declared columns (`batch_columns`, with a transform); `None`: the
     /// staging table is shaped like the target and `columns` are the target's.
     pub batch: Option<Vec<crate::staged_shape::StagedColumn>>,
+    /// Citus manages the target (citus.rs): rows go in through the planner, never COPY.
+    pub target_in_citus: bool,
 }
 
 impl PipelineDef {
@@ -49,12 +51,14 @@ impl PipelineDef {
     }
 
     /// The rows go through the staging table and the planner rather than straight in with COPY:
-    /// a transform, a de-duplication key, a view, or row-level security for the owner (which
-    /// COPY cannot enforce and an INSERT does).
+    /// a transform, a de-duplication key, a view, a Citus table (whose rows COPY's internals
+    /// would leave in the coordinator's shell), or row-level security for the owner (which COPY
+    /// cannot enforce and an INSERT does).
     pub fn staged(&self) -> bool {
         self.transform.is_some()
             || self.options.policy.dedup_key.is_some()
             || self.target_is_view
+            || self.target_in_citus
             || owner_under_rls(self)
     }
 }
@@ -173,6 +177,7 @@ pub fn load(
         target_is_view,
         target_owner,
         batch,
+        target_in_citus: crate::citus::is_citus_table(c, target)?,
     })))
 }
 

@@ -28,7 +28,7 @@ struct Probe {
 /// The probe's transaction's result.
 enum ProbeRow {
     Missing,
-    /// The extension's schema cannot be trusted: why.
+    /// The extension's schema cannot be trusted, or its table cannot be written: why.
     Untrusted(String),
     OtherVersion(String),
     Found {
@@ -163,6 +163,11 @@ impl Worker {
                     return Ok(ProbeRow::OtherVersion(version));
                 }
                 c.update(sql::FIRST_LOCK, None, &[])?;
+                if !super::me::is_generic() && events_table_in_citus(c)? {
+                    return Ok(ProbeRow::Untrusted(
+                        crate::citus::EVENTS_TABLE_DISTRIBUTED.to_string(),
+                    ));
+                }
                 let paused = c
                     .select(sql::PAUSED, None, &[super::me::pipeline().into()])?
                     .first()
@@ -290,5 +295,21 @@ impl Worker {
             loaded_now,
             tablespaces,
         })
+    }
+}
+
+/// `public.user_events` is a Citus table (the events pipeline's COPY must not write into it).
+fn events_table_in_citus(c: &pgrx::spi::SpiClient<'_>) -> Result<bool, pgrx::spi::Error> {
+    let oid = c
+        .select(
+            "SELECT pg_catalog.to_regclass('public.user_events')::pg_catalog.oid",
+            None,
+            &[],
+        )?
+        .first()
+        .get_one::<pg_sys::Oid>()?;
+    match oid {
+        Some(o) => crate::citus::is_citus_table(c, o),
+        None => Ok(false),
     }
 }

@@ -3,6 +3,7 @@
 
 mod analytics;
 mod backup;
+mod citus;
 mod contract;
 mod control;
 mod crash;
