@@ -43,6 +43,9 @@ pub struct Sizes {
     pub feeder_rows_per_file: u64,
     /// Feeders run side by side to stage many small files (each fsyncs every file).
     pub stage_parallel: u64,
+    /// Rows in user_events for the time queries (experiment 8).
+    #[serde(default)]
+    pub time_query_rows: u64,
 }
 
 fn one() -> u64 {
@@ -70,6 +73,7 @@ impl Sizes {
             feeder_files: 200,
             feeder_rows_per_file: 5_000,
             stage_parallel: 4,
+            time_query_rows: 10_000_000,
         }
     }
 
@@ -93,6 +97,7 @@ impl Sizes {
             feeder_files: 20,
             feeder_rows_per_file: 1_000,
             stage_parallel: 4,
+            time_query_rows: 100_000,
         }
     }
 }

@@ -11,6 +11,7 @@ mod experiments;
 mod partitioned;
 mod pipelines;
 mod report;
+mod timequeries;
 mod util;
 
 use e2e::repo_root;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use util::{err, log, R};
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "backlog",
     "latency",
     "history",
@@ -27,6 +28,7 @@ const ALL: [&str; 7] = [
     "feeder",
     "pipelines",
     "partitioned",
+    "timequeries",
 ];
 
 struct Opts {
@@ -37,7 +39,7 @@ struct Opts {
     port: u16,
 }
 
-const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines,partitioned] [--port N]
+const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines,partitioned,timequeries] [--port N]
   --short   small sizes (CI): checks the counts, asserts nothing about speed
   --out     where results.md, results.json and the charts go
             [default: docs/bench, or target/bench-short with --short]
@@ -98,15 +100,7 @@ fn parse_args() -> R<Opts> {
 /// Rewrites results.md and the charts from a results.json (after a change of presentation).
 fn render(json: &Path, out: Option<&Path>) -> R<()> {
     let mut r: report::Results = serde_json::from_slice(&std::fs::read(json)?)?;
-    r.figures = report::figures(
-        r.backlog.as_ref(),
-        r.latency.as_ref(),
-        r.history.as_ref(),
-        r.big_file.as_ref(),
-        r.feeder.as_ref(),
-        r.pipelines.as_ref(),
-        r.partitioned.as_ref(),
-    );
+    r.figures = report::figures(&r);
     let out = out
         .map(Path::to_path_buf)
         .or_else(|| json.parent().map(Path::to_path_buf))
@@ -206,23 +200,17 @@ fn run(o: &Opts) -> R<()> {
     let partitioned = want("partitioned")
         .then(|| partitioned::partitioned(&env, &sizes))
         .transpose()?;
+    let time_queries = want("timequeries")
+        .then(|| timequeries::time_queries(&env, &sizes))
+        .transpose()?;
 
-    let figures = report::figures(
-        backlog.as_ref(),
-        latency.as_ref(),
-        history.as_ref(),
-        big_file.as_ref(),
-        feeder.as_ref(),
-        pipelines.as_ref(),
-        partitioned.as_ref(),
-    );
-    let results = report::Results {
+    let mut results = report::Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         mode: if o.short { "short" } else { "full" }.into(),
         duration_seconds: started.elapsed().as_secs_f64(),
         machine,
         sizes,
-        figures,
+        figures: Vec::new(),
         backlog,
         latency,
         history,
@@ -230,7 +218,9 @@ fn run(o: &Opts) -> R<()> {
         feeder,
         pipelines,
         partitioned,
+        time_queries,
     };
+    results.figures = report::figures(&results);
     report::write_all(&results, &out)?;
     println!();
     println!(

@@ -1,8 +1,9 @@
 //! The results: a table (stdout and results.md), JSON, and SVG charts.
 
-use crate::experiments::{BigFile, Feeder, History, Latency, Sizes, Throughput};
 use crate::experiments::STATUS_CALLS;
+use crate::experiments::{BigFile, Feeder, History, Latency, Sizes, Throughput};
 use crate::pipelines::Pipelines;
+use crate::timequeries::TimeQueries;
 use crate::util::{Machine, R};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -44,6 +45,8 @@ pub struct Results {
     pub pipelines: Option<Pipelines>,
     #[serde(default)]
     pub partitioned: Option<Throughput>,
+    #[serde(default)]
+    pub time_queries: Option<TimeQueries>,
 }
 
 fn rps(v: f64) -> String {
@@ -86,15 +89,16 @@ fn fig(
     }
 }
 
-pub fn figures(
-    backlog: Option<&Throughput>,
-    latency: Option<&Latency>,
-    history: Option<&History>,
-    big: Option<&BigFile>,
-    feeder: Option<&Feeder>,
-    pipelines: Option<&Pipelines>,
-    partitioned: Option<&Throughput>,
-) -> Vec<Figure> {
+/// The table's figures, from what was measured (the experiments not run give none).
+pub fn figures(r: &Results) -> Vec<Figure> {
+    let backlog = r.backlog.as_ref();
+    let latency = r.latency.as_ref();
+    let history = r.history.as_ref();
+    let big = r.big_file.as_ref();
+    let feeder = r.feeder.as_ref();
+    let pipelines = r.pipelines.as_ref();
+    let partitioned = r.partitioned.as_ref();
+    let time_queries = r.time_queries.as_ref();
     let mut f = Vec::new();
     if let Some(b) = backlog {
         f.push(fig(
@@ -308,6 +312,47 @@ pub fn figures(
             Some(b.ratio),
             Some(0.9),
             true,
+        ));
+    }
+    if let Some(q) = time_queries {
+        f.push(fig(
+            "8a",
+            "events per hour",
+            &format!(
+                "reference query \"events per hour\" over {} rows, with a BRIN index on event_timestamp vs without (the whole table: no index helps; median of 5)",
+                q.rows
+            ),
+            ms(q.events_per_hour_brin_ms),
+            format!("without {}", ms(q.events_per_hour_ms)),
+            Some(q.events_per_hour_brin_ms / q.events_per_hour_ms),
+            None,
+            false,
+        ));
+        f.push(fig(
+            "8b",
+            "revenue last hour",
+            &format!(
+                "revenue_per_minute_last_hour over {} rows, with a BRIN index ({:.0} kB for a {:.0} MiB table) vs without (median of 5)",
+                q.rows, q.brin_kib, q.table_mib
+            ),
+            ms(q.revenue_last_hour_brin_ms),
+            format!("without {}", ms(q.revenue_last_hour_ms)),
+            Some(q.revenue_last_hour_brin_ms / q.revenue_last_hour_ms),
+            None,
+            false,
+        ));
+        f.push(fig(
+            "8c",
+            "ingestion with BRIN",
+            &format!(
+                "worker time for a backlog of {} rows appended with the BRIN index vs without (median of 2 rounds each)",
+                q.backlog_rows
+            ),
+            format!("{:.2} s", q.ingest_brin_seconds),
+            format!("without {:.2} s", q.ingest_seconds),
+            Some(q.ingest_brin_seconds / q.ingest_seconds),
+            None,
+            false,
         ));
     }
     f
