@@ -125,7 +125,11 @@ pub fn time_queries(env: &Env, z: &Sizes) -> R<TimeQueries> {
     let t = Instant::now();
     fill(c, rows)?;
     // (One statement per call: VACUUM cannot run in the implicit transaction of a batch.)
-    for sql in ["VACUUM ANALYZE user_events", "CHECKPOINT", "SET TimeZone = 'UTC'"] {
+    for sql in [
+        "VACUUM ANALYZE user_events",
+        "CHECKPOINT",
+        "SET TimeZone = 'UTC'",
+    ] {
         c.batch_execute(sql)?;
     }
     log(&format!(

@@ -163,6 +163,17 @@ pub fn file_fails(p: &RowPolicy, rows: u64, rejects: u64, finished: bool) -> Opt
 
 /// Whether the whole file must be read in one transaction under `p`: a mode that can fail a
 /// file after some of its rows were inserted must be able to roll them all back.
+/// How many more rows may be refused before the file's verdict is decided under `p` (`None`: no
+/// count decides it; a ratio is only known at the file's end), given `rejected` so far: a search
+/// for refused rows can stop once this is exceeded, as the file fails whatever it finds next.
+pub fn refusals_allowed(p: &RowPolicy, rejected: u64) -> Option<u64> {
+    match p.on_error {
+        OnError::SkipRow => None,
+        OnError::FailFile => Some(0),
+        OnError::SkipFile => p.max_rejects.map(|max| max.saturating_sub(rejected)),
+    }
+}
+
 pub fn whole_file_in_one_transaction(p: &RowPolicy) -> bool {
     p.on_error != OnError::SkipRow
 }
@@ -174,6 +185,18 @@ mod tests {
     fn parse(json: &str) -> Result<RowPolicy, OptionError> {
         let v: Value = serde_json::from_str(json).unwrap();
         parse_policy(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_search_for_refused_rows_stops_once_the_verdict_is_known() {
+        let fail = parse(r#"{"on_error": "fail_file"}"#).unwrap();
+        assert_eq!(refusals_allowed(&fail, 0), Some(0));
+        let skip = parse(r#"{"on_error": "skip_file", "max_rejects": 5}"#).unwrap();
+        assert_eq!(refusals_allowed(&skip, 2), Some(3));
+        assert_eq!(refusals_allowed(&skip, 9), Some(0));
+        let ratio = parse(r#"{"on_error": "skip_file", "max_reject_ratio": 0.1}"#).unwrap();
+        assert_eq!(refusals_allowed(&ratio, 2), None);
+        assert_eq!(refusals_allowed(&RowPolicy::default(), 7), None);
     }
 
     #[test]

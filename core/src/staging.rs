@@ -13,6 +13,9 @@ pub const STAGING_KEYS: &[&str] = &["batch_columns"];
 /// Most columns a declared staging table may have (PostgreSQL's own limit per table).
 pub const MAX_BATCH_COLUMNS: usize = 1600;
 
+/// Longest column name PostgreSQL keeps whole (NAMEDATALEN - 1).
+pub const MAX_NAME_BYTES: usize = 63;
+
 /// One declared column of the staging table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchColumn {
@@ -73,6 +76,12 @@ pub fn parse_batch_columns(
             )),
         };
         let (name, type_name) = (text("name")?, text("type")?);
+        if name.len() > MAX_NAME_BYTES {
+            return Err(invalid(
+                &format!("column names of at most {MAX_NAME_BYTES} bytes (PostgreSQL would cut a longer one)"),
+                item,
+            ));
+        }
         if out.iter().any(|c| c.name == name) {
             return Err(OptionError::Conflict(format!(
                 "option \"batch_columns\" names the column {name:?} twice"

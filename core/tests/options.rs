@@ -215,6 +215,10 @@ fn batch_columns_errors_say_what_is_expected() {
             r#"{"batch_columns": [{"name": "a", "type": "int"}, {"name": "a", "type": "text"}]}"#,
             "names the column \"a\" twice",
         ),
+        (
+            r#"{"batch_columns": [{"name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "type": "int"}]}"#,
+            "at most 63 bytes",
+        ),
     ] {
         let e = err("csv", json);
         assert!(e.contains(says), "{json}: {e}");

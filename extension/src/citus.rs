@@ -36,4 +36,4 @@ pub fn is_citus_table(c: &SpiClient<'_>, rel: pg_sys::Oid) -> Result<bool, pgrx:
 }
 
 /// Why the events pipeline cannot write into its table when Citus manages it.
-pub const EVENTS_TABLE_DISTRIBUTED: &str = "public.user_events is a Citus table (in pg_dist_partition): the events pipeline writes with COPY's internals, which would put rows into the coordinator's shell table where no query sees them, so it ingests nothing; create a pipeline into user_events instead (ingest_create_pipeline: its rows go through the planner, which Citus routes to the shards), or undistribute the table";
+pub const EVENTS_TABLE_DISTRIBUTED: &str = "public.user_events is a Citus table (in pg_dist_partition): the events pipeline writes with COPY's internals, which would put rows into the coordinator's shell table where no query sees them, so it ingests nothing; create a pipeline into user_events instead (ingest_create_pipeline: its rows go through the planner, which Citus routes to the shards; see docs/scale.md)";

@@ -152,7 +152,15 @@ pub fn load(
             ))))
         }
         Some(declared) => match crate::staged_shape::resolve(declared) {
-            Ok(cols) => Some(cols),
+            Ok(cols) => {
+                // A USAGE privilege revoked since the pipeline was created stops it.
+                if let Some(t) = crate::staged_shape::first_unusable(&cols, owner) {
+                    return Ok(Some(Err(format!(
+                        "pipeline {name:?}: batch_columns: its owner has no USAGE privilege on type {t} (revoked?)"
+                    ))));
+                }
+                Some(cols)
+            }
             Err(e) => return Ok(Some(Err(format!("pipeline {name:?}: {e}")))),
         },
     };

@@ -34,11 +34,19 @@ pub fn resolve(cols: &[BatchColumn]) -> Result<Vec<StagedColumn>, String> {
             (oid, typmod)
         });
         match parsed {
-            Ok((oid, typmod)) if oid != pg_sys::InvalidOid => out.push(StagedColumn {
-                name: c.name.clone(),
-                type_oid: oid,
-                typmod,
-            }),
+            Ok((oid, typmod)) if oid != pg_sys::InvalidOid => {
+                if let Some(why) = unusable_kind(oid) {
+                    return Err(format!(
+                        "batch_columns: column {:?}: type {:?} {why}",
+                        c.name, c.type_name
+                    ));
+                }
+                out.push(StagedColumn {
+                    name: c.name.clone(),
+                    type_oid: oid,
+                    typmod,
+                })
+            }
             Ok(_) => {
                 return Err(format!(
                     "batch_columns: column {:?}: type {:?} does not exist (a type outside pg_catalog is named with its schema, such as public.my_type)",
@@ -54,6 +62,31 @@ pub fn resolve(cols: &[BatchColumn]) -> Result<Vec<StagedColumn>, String> {
         }
     }
     Ok(out)
+}
+
+/// Why a column of a table cannot have this type, as the worker will create it: a pseudo-type
+/// (`record`, `anyelement`, …: no table column can), or a temporary type (the creator's
+/// session's own: the worker's session has none of that name).
+fn unusable_kind(oid: pg_sys::Oid) -> Option<&'static str> {
+    // SAFETY: catalog lookups of an existing type on the backend's own thread.
+    let typtype = unsafe { pg_sys::get_typtype(oid) } as u8;
+    if typtype == pg_sys::TYPTYPE_PSEUDO {
+        return Some("is a pseudo-type, which no table column can have");
+    }
+    let namespace = pgrx::Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT typnamespace FROM pg_catalog.pg_type WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[oid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::InvalidOid);
+    // SAFETY: a namespace lookup by oid on the backend's own thread.
+    if namespace != pg_sys::InvalidOid && unsafe { pg_sys::isAnyTempNamespace(namespace) } {
+        return Some(
+            "is a temporary type (of your session only): the pipeline's worker cannot see it",
+        );
+    }
+    None
 }
 
 /// The type as the catalog spells it, with its modifier, schema-qualified unless built in

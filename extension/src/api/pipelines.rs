@@ -114,7 +114,7 @@ fn check_target(target: pg_sys::Oid, who: pg_sys::Oid, transform: bool) -> (pg_s
     if !ok {
         refuse(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("the pipeline's owner (you) has no INSERT privilege on {name}: its rows are inserted with your privileges"),
+            format!("the pipeline's owner has no INSERT privilege on {name}: its rows are inserted with the owner's privileges"),
             None,
         );
     }
@@ -196,7 +196,7 @@ fn check_batch_columns(
     if let Some(t) = crate::staged_shape::first_unusable(&cols, owner) {
         refuse(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("pipeline {name:?}: batch_columns: the pipeline's owner (you) has no USAGE privilege on type {t}"),
+            format!("pipeline {name:?}: batch_columns: the pipeline's owner has no USAGE privilege on type {t}"),
             None,
         );
     }
@@ -391,7 +391,8 @@ fn ingest_alter_pipeline(
     let row = as_extension(|| {
         Spi::connect_mut(|c| {
             let r = c.update(
-                "SELECT input_dir, format, options::pg_catalog.text, transform, target::pg_catalog.oid
+                "SELECT input_dir, format, options::pg_catalog.text, transform, target::pg_catalog.oid,
+                        owner::pg_catalog.oid
                    FROM public.ingest_pipelines
                   WHERE pipeline_name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
                 None,
@@ -404,11 +405,12 @@ fn ingest_alter_pipeline(
                 r.get::<String>(3)?,
                 r.get::<String>(4)?,
                 r.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
             ))
         })
     })
     .unwrap_or_else(|e| error!("{e}"));
-    let (old_dir, format, old_options, old_transform, target_oid) = row;
+    let (old_dir, format, old_options, old_transform, target_oid, owner) = row;
     let transform = match transform {
         None => old_transform,
         Some(t) if t.trim().is_empty() => None,
@@ -436,7 +438,11 @@ fn ingest_alter_pipeline(
     let format = format.unwrap_or_default();
     let o = parse(&format, &new_options);
     check_folders(superuser, &dir, &o);
-    let new_options = check_batch_columns(pipeline_name, &o, new_options, me, transform.is_some());
+    // As at creation, against the pipeline's owner (whoever alters it): a transform removed
+    // makes the target take the rows itself.
+    check_target(target_oid, owner, transform.is_some());
+    let new_options =
+        check_batch_columns(pipeline_name, &o, new_options, owner, transform.is_some());
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
     // How a file is read may change only between files: a half-ingested file resumed with
     // another delimiter, header, mapping or error mode would be read as another file. (The

@@ -433,7 +433,14 @@ pub fn chunk_body(
                 super::staging::apply_transform(def, t, rows).map_err(ChunkError::Transform)?
             }
             None => {
-                let r = super::staging::apply_rows(def, &staged_columns, rows)
+                // Once the file's verdict is known (on_error), the search for refused rows stops.
+                let max_refused = policy.and_then(|p| {
+                    ingest_core::policy::refusals_allowed(
+                        p,
+                        (n_rejected + rejects.len() as i64) as u64,
+                    )
+                });
+                let r = super::staging::apply_rows(def, &staged_columns, rows, max_refused)
                     .map_err(ChunkError::Db)?;
                 for x in r.refused {
                     let (line, raw) = staged_rows.get(x.position - 1).cloned().unwrap_or_default();
@@ -450,6 +457,9 @@ pub fn chunk_body(
         rows = applied.rows;
         duplicates = applied.duplicates;
     }
+    // Session advisory locks the target's triggers took (on the COPY path too) must not
+    // outlive the chunk in the worker's session.
+    super::staging::release_advisory_locks().map_err(ChunkError::Db)?;
     n_rejected += rejects.len() as i64;
     rejects.flush(client, file)?;
     // The file's verdict under its on_error, now that this chunk was read.

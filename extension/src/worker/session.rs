@@ -166,12 +166,14 @@ pub fn pin() -> Result<(), super::txn::DbError> {
 }
 
 /// Local buffers for a pipeline's staging table (staging.rs), which holds a chunk's rows
-/// (`chunk_size`, 64 MB of input by default): with the default 8 MB every staged chunk would be
-/// written out and read back. Raised, never lowered, before the session's first temporary
-/// table (the only time it may change); the buffers are allocated as the table grows, so a
-/// worker that stages nothing uses none.
+/// (`chunk_size`, 64 MB of input by default): with the default 8 MB most of a staged chunk
+/// would be written out and read back. Raised, never lowered, before the session's first
+/// temporary table (the only time it may change). The buffers are allocated as the staging
+/// table grows and then kept for the worker's life: a worker that stages rows (transform,
+/// dedup_key, row-level security, a view, a Citus table) keeps up to this much private memory
+/// (docs/pipelines.md, Workers); one that stages nothing uses none.
 fn staging_buffers() {
-    const STAGING_TEMP_BUFFERS_KB: i32 = 128 * 1024;
+    const STAGING_TEMP_BUFFERS_KB: i32 = 64 * 1024;
     // SAFETY: a GUC variable of this backend (in 8 kB blocks), read on its own thread.
     let blocks = unsafe { pg_sys::num_temp_buffers };
     if blocks < STAGING_TEMP_BUFFERS_KB / 8 {

@@ -153,18 +153,24 @@ pub struct RefusedRow {
 pub struct AppliedRows {
     pub applied: Applied,
     pub refused: Vec<RefusedRow>,
+    /// The search stopped after more than `max_refused` refusals (the file fails anyway): the
+    /// counts are not the whole chunk's.
+    pub stopped: bool,
 }
 
-/// Without a transform: moves the staged rows into the target as [`apply`] does, and if the
-/// target refuses a row (a foreign key, a trigger, a view's INSTEAD OF trigger, a policy's
-/// WITH CHECK), finds it by halves — each attempt a subtransaction over a range of the staging
-/// table's rows in the order they were staged — so that only the refused rows are left out and
-/// every other row goes in, as with COPY into a table. An error that is not a row's fault
-/// comes back as `Err`.
+/// Without a transform: moves the staged rows into the target with one `INSERT … SELECT` (see
+/// [`insert_statement`]) as the inserting role, and if the target refuses a row (a foreign key,
+/// a trigger, a view's INSTEAD OF trigger, a policy's WITH CHECK), finds it by halves — each
+/// attempt a subtransaction over a range of the staged rows, named by their `ctid`s in the
+/// order they were staged (a TID scan: an attempt reads only its own rows) — so that only the
+/// refused rows are left out and every other row goes in, as with COPY into a table. Stops
+/// after more than `max_refused` refusals (the file's verdict is known). An error that is not
+/// a row's fault comes back as `Err`.
 pub fn apply_rows(
     def: &PipelineDef,
     columns: &[String],
     staged: i64,
+    max_refused: Option<u64>,
 ) -> Result<AppliedRows, DbError> {
     let mut out = AppliedRows {
         applied: Applied {
@@ -172,23 +178,31 @@ pub fn apply_rows(
             duplicates: 0,
         },
         refused: Vec::new(),
+        stopped: false,
     };
     if staged == 0 {
         return Ok(out);
     }
-    let all = insert_statement(def, columns)?;
-    let ranged = range_statement(def, columns)?;
-    match run_as_inserter(def, &all, &[]) {
-        Ok(n) => {
-            out.applied.rows = n;
-        }
+    let all = insert_statement(def, columns, false)?;
+    let result = run_as_inserter(def, &all, &[]);
+    release_advisory_locks()?;
+    match result {
+        Ok(n) => out.applied.rows = n,
         Err(e) if e.is_row_level() => {
-            halves(def, &ranged, 1, staged as usize + 1, e, &mut out)?;
+            let ctids = staged_ctids()?;
+            let search = Search {
+                def,
+                ranged: insert_statement(def, columns, true)?,
+                ctids: &ctids,
+                max_refused,
+            };
+            search.halves(0, ctids.len(), e, &mut out)?;
+            release_advisory_locks()?;
         }
         Err(e) => return Err(e),
     }
     let refused = out.refused.len() as i64;
-    out.applied.duplicates = if def.options.policy.dedup_key.is_some() {
+    out.applied.duplicates = if def.options.policy.dedup_key.is_some() && !out.stopped {
         staged - refused - out.applied.rows
     } else {
         0
@@ -196,32 +210,80 @@ pub fn apply_rows(
     Ok(out)
 }
 
-/// Rows `from..to` (1-based, `to` excluded) of the staging table, known to hold a refused row
-/// (`e`, from the attempt on all of them).
-fn halves(
-    def: &PipelineDef,
-    ranged: &str,
-    from: usize,
-    to: usize,
-    e: DbError,
-    out: &mut AppliedRows,
-) -> Result<(), DbError> {
-    if to - from == 1 {
-        out.refused.push(RefusedRow {
-            position: from,
-            error: e,
-        });
-        return Ok(());
-    }
-    let mid = from + (to - from) / 2;
-    for (a, b) in [(from, mid), (mid, to)] {
-        match run_as_inserter(def, ranged, &[(a as i64).into(), (b as i64).into()]) {
-            Ok(n) => out.applied.rows += n,
-            Err(e) if e.is_row_level() => halves(def, ranged, a, b, e, out)?,
-            Err(e) => return Err(e),
+/// The staged rows' `ctid`s in staging order: the table is filled by COPY in this transaction
+/// and never updated or deleted from, so a sequential scan returns its rows in the order they
+/// were staged (local buffers: no synchronized scan starts mid-table).
+fn staged_ctids() -> Result<Vec<String>, DbError> {
+    subtransaction(|| {
+        // Not read-only: a read-only SPI query would use the transaction's first snapshot,
+        // taken before the rows were staged.
+        Spi::connect_mut(|c| {
+            c.update(
+                &format!("SELECT ctid::pg_catalog.text FROM {BATCH}"),
+                None,
+                &[],
+            )?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_else(|e| error!("{e}"))
+    })
+}
+
+/// A search for the rows the target refuses among staged rows.
+struct Search<'a> {
+    def: &'a PipelineDef,
+    /// [`insert_statement`] of the rows whose `ctid` is in `$1`.
+    ranged: String,
+    ctids: &'a [String],
+    max_refused: Option<u64>,
+}
+
+impl Search<'_> {
+    /// Staged rows `from..to` (0-based), known to hold a refused row (`e`, from the attempt on
+    /// all of them).
+    fn halves(
+        &self,
+        from: usize,
+        to: usize,
+        e: DbError,
+        out: &mut AppliedRows,
+    ) -> Result<(), DbError> {
+        if out.stopped {
+            return Ok(());
         }
+        if to - from == 1 {
+            out.refused.push(RefusedRow {
+                position: from + 1,
+                error: e,
+            });
+            out.stopped = self
+                .max_refused
+                .is_some_and(|max| out.refused.len() as u64 > max);
+            return Ok(());
+        }
+        let mid = from + (to - from) / 2;
+        for (a, b) in [(from, mid), (mid, to)] {
+            if out.stopped {
+                break;
+            }
+            let range: Vec<String> = self.ctids[a..b].to_vec();
+            match run_as_inserter(self.def, &self.ranged, &[range.into()]) {
+                Ok(n) => out.applied.rows += n,
+                Err(e) if e.is_row_level() => self.halves(a, b, e, out)?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Session-level advisory locks that the target's triggers (or a transform) took would outlive
+/// their transaction in the worker's session: released after each statement that moves rows.
+pub fn release_advisory_locks() -> Result<(), DbError> {
+    subtransaction(|| {
+        Spi::run("SELECT pg_catalog.pg_advisory_unlock_all()").unwrap_or_else(|e| error!("{e}"))
+    })
 }
 
 /// Runs `sql` as the pipeline's inserting role; the rows it wrote.
@@ -260,25 +322,14 @@ fn run_as(
     })
 }
 
-/// [`insert_statement`] for the staged rows at positions `$1 ..< $2` (in staging order: the
-/// table is filled by COPY in one transaction and never updated, so a sequential scan returns
-/// its rows in the order they were staged).
-fn range_statement(def: &PipelineDef, columns: &[String]) -> Result<String, DbError> {
-    insert_statement(def, columns).map(|sql| {
-        sql.replacen(
-            &format!("FROM {BATCH}"),
-            &format!(
-                "FROM (SELECT *, pg_catalog.row_number() OVER () AS \"ingest staged row\" FROM {BATCH}) staged \
-                 WHERE \"ingest staged row\" OPERATOR(pg_catalog.>=) $1 AND \"ingest staged row\" OPERATOR(pg_catalog.<) $2"
-            ),
-            1,
-        )
-    })
-}
-
 /// `INSERT INTO <target> (<columns>) SELECT <columns> FROM pg_temp.ingest_batch`, with
-/// `ON CONFLICT (<key>) DO NOTHING` for a de-duplication key. Identifiers quoted by PostgreSQL.
-fn insert_statement(def: &PipelineDef, columns: &[String]) -> Result<String, DbError> {
+/// `ON CONFLICT (<key>) DO NOTHING` for a de-duplication key; `ranged`: only the staged rows
+/// whose `ctid` is in `$1` (text[]). Identifiers quoted by PostgreSQL.
+fn insert_statement(
+    def: &PipelineDef,
+    columns: &[String],
+    ranged: bool,
+) -> Result<String, DbError> {
     let key = def.options.policy.dedup_key.clone().unwrap_or_default();
     subtransaction(|| {
         Spi::get_three_with_args::<String, String, String>(
@@ -291,11 +342,16 @@ fn insert_statement(def: &PipelineDef, columns: &[String]) -> Result<String, DbE
     })
     .map(|(target, cols, key)| {
         let (target, cols) = (target.unwrap_or_default(), cols.unwrap_or_default());
+        let only = if ranged {
+            " WHERE ctid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]::pg_catalog.tid[])"
+        } else {
+            ""
+        };
         match key {
             Some(k) if !k.is_empty() => format!(
-                "INSERT INTO {target} ({cols}) SELECT {cols} FROM {BATCH} ON CONFLICT ({k}) DO NOTHING"
+                "INSERT INTO {target} ({cols}) SELECT {cols} FROM {BATCH}{only} ON CONFLICT ({k}) DO NOTHING"
             ),
-            _ => format!("INSERT INTO {target} ({cols}) SELECT {cols} FROM {BATCH}"),
+            _ => format!("INSERT INTO {target} ({cols}) SELECT {cols} FROM {BATCH}{only}"),
         }
     })
 }

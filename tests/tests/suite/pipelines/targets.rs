@@ -189,7 +189,8 @@ fn a_view_with_instead_of_triggers_takes_rows_with_or_without_a_transform() {
         c.int("SELECT count(*) FROM orders_base WHERE id IN (10, 12)"),
         2
     );
-    // A view that cannot take INSERTs is refused when the pipeline is created, with the way out.
+    // A view that cannot take INSERTs is refused when the pipeline is created, with the way out,
+    // and when a transform that wrote elsewhere is removed.
     c.execute("CREATE VIEW totals AS SELECT count(*) AS n FROM orders_base");
     let e = c
         .client()
@@ -200,6 +201,24 @@ fn a_view_with_instead_of_triggers_takes_rows_with_or_without_a_transform() {
         d.message().contains("does not take INSERTs")
             && d.hint().unwrap_or("").contains("INSTEAD OF INSERT"),
         "{d:?}"
+    );
+    let elsewhere = folder(&c, "elsewhere");
+    create_with(
+        &mut c,
+        "tot",
+        &elsewhere,
+        "totals",
+        "{}",
+        Some("INSERT INTO public.orders_audit SELECT n::int, 0 FROM $batch"),
+    );
+    let e = c
+        .client()
+        .batch_execute("SELECT ingest_alter_pipeline('tot', transform => '')")
+        .unwrap_err();
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("does not take INSERTs")),
+        "{e:?}"
     );
     assert_consistent(&mut c, "v");
     assert_consistent(&mut c, "plain");
@@ -217,12 +236,14 @@ fn rows_a_tables_triggers_or_foreign_keys_refuse_on_the_insert_path_are_rejects_
          CREATE TABLE sales (id int PRIMARY KEY, product int REFERENCES products, qty int);
          CREATE FUNCTION sales_check() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN
+           PERFORM pg_advisory_lock(4242);
            IF NEW.qty = 13 THEN RAISE EXCEPTION 'unlucky quantity'; END IF;
            NEW.qty := NEW.qty * 10;
            RETURN NEW;
          END $f$;
          CREATE TRIGGER sales_check BEFORE INSERT ON sales FOR EACH ROW EXECUTE FUNCTION sales_check();
-         INSERT INTO sales VALUES (100, 1, 1);",
+         INSERT INTO sales VALUES (100, 1, 1);
+         SELECT pg_advisory_unlock_all();",
     );
     create_with(
         &mut c,
@@ -276,6 +297,46 @@ fn rows_a_tables_triggers_or_foreign_keys_refuse_on_the_insert_path_are_rejects_
     assert_eq!(
         c.text("SELECT raw_text FROM ingest_rejects WHERE pipeline = 'sales' AND line_number = 3"),
         Some("2,9,2".into())
+    );
+    // The session advisory lock the trigger took did not outlive the chunk in the worker.
+    let pid = pstatus(&mut c, "sales").worker_pid.unwrap_or(0);
+    assert_eq!(
+        c.int(&format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}"
+        )),
+        0
+    );
+
+    // Every row of a file refused: each a reject, none lost, none in.
+    let mut all_bad = String::from("id,product,qty\n");
+    for i in 0..600 {
+        all_bad += &format!("{},9,1\n", 1000 + i);
+    }
+    put(&dir, "b.csv", &all_bad);
+    // The first refused row decides a fail_file pipeline's file.
+    let strict = folder(&c, "strict");
+    create_with(
+        &mut c,
+        "strict",
+        &strict,
+        "sales",
+        r#"{"trigger_interval": 100, "dedup_key": ["id"], "on_error": "fail_file"}"#,
+        None,
+    );
+    put(&strict, "s.csv", "id,product,qty\n50,1,1\n51,9,1\n52,1,1\n");
+    wait_settled(&mut c, "sales", 2);
+    wait_settled(&mut c, "strict", 1);
+    let l = ledger(&mut c, "sales");
+    assert_eq!((l[1].1.as_str(), l[1].2, l[1].3), ("done", 0, 600), "{l:?}");
+    let l = ledger(&mut c, "strict");
+    assert_eq!(l[0].1, "failed", "{l:?}");
+    assert!(
+        l[0].5.clone().unwrap_or_default().contains("fail_file"),
+        "{l:?}"
+    );
+    assert_eq!(
+        c.int("SELECT count(*) FROM sales WHERE id >= 50 AND id < 100 OR id >= 1000"),
+        0
     );
     assert_consistent(&mut c, "sales");
 }
@@ -345,6 +406,16 @@ fn batch_columns_shape_the_staging_table_of_an_enriching_transform() {
             r#"{"batch_columns": [{"name": "sku", "type": "products"}]}"#,
             Some(t),
             "named with its schema, such as public.my_type",
+        ),
+        (
+            r#"{"batch_columns": [{"name": "r", "type": "record"}]}"#,
+            Some(t),
+            "column \"r\": type \"record\" is a pseudo-type",
+        ),
+        (
+            r#"{"batch_columns": [{"name": "r", "type": "anyelement"}]}"#,
+            Some(t),
+            "is a pseudo-type",
         ),
         (
             r#"{"batch_columns": [{"name": "q", "type": "int); DROP TABLE products; --"}]}"#,
