@@ -105,7 +105,7 @@ fn a_non_superuser_admin_is_held_to_the_allowed_roots_and_inserts_with_its_own_p
     // A table the owner may not insert into.
     let err = error_of(&mut alice, &create_sql("a1", &input, "noins", "csv", opts));
     assert!(
-        err.contains("the pipeline's owner (you) has no INSERT privilege on public.noins"),
+        err.contains("the pipeline's owner has no INSERT privilege on public.noins"),
         "{err}"
     );
     // Not an admin: no EXECUTE privilege; and even with it, the function refuses.
@@ -203,26 +203,38 @@ fn a_non_superuser_admin_is_held_to_the_allowed_roots_and_inserts_with_its_own_p
     );
 
     // Row-level security applying to alice: her rows go in through INSERT … SELECT (COPY
-    // cannot enforce policies), which does; a row a policy refuses fails its file, saying so.
+    // cannot enforce policies), which does; a row a policy refuses is a reject, saying so.
     c.execute(
         "ALTER TABLE sec ENABLE ROW LEVEL SECURITY;
          CREATE POLICY see_all ON sec FOR SELECT USING (true);
          CREATE POLICY only_small ON sec FOR INSERT WITH CHECK (id < 100);",
     );
     write_atomic(&input, "d.csv", b"id\n4\n500\n");
-    c.wait_for("d.csv failed", T, |c| {
-        files(c, "alice_p")
-            .iter()
-            .any(|f| f.0 == "d.csv" && f.1 == "failed")
-    });
-    let (err, _) = file_error(&mut c, "alice_p", "d.csv");
-    assert!(
-        err.as_deref().unwrap_or("").contains("row-level security"),
-        "{err:?}"
-    );
-    assert_eq!(c.int("SELECT count(*) FROM sec"), 3);
-    write_atomic(&input, "e.csv", b"id\n4\n5\n");
     wait_done(&mut c, "alice_p", 3);
+    assert_eq!(
+        files(&mut c, "alice_p")
+            .into_iter()
+            .filter(|f| f.0 == "d.csv")
+            .collect::<Vec<_>>(),
+        vec![file("d.csv", "done", 1, 1)]
+    );
+    let r = rejects(&mut c, "alice_p");
+    assert!(
+        r.iter()
+            .any(|x| x.0 == "d.csv" && x.1 == 3 && x.3.contains("row-level security")),
+        "{r:?}"
+    );
+    assert_eq!(c.int("SELECT count(*) FROM sec"), 4);
+    // On that path too, a unique key refuses a row alone (4 is there already).
+    write_atomic(&input, "e.csv", b"id\n4\n5\n");
+    wait_done(&mut c, "alice_p", 4);
+    assert_eq!(
+        files(&mut c, "alice_p")
+            .into_iter()
+            .filter(|f| f.0 == "e.csv")
+            .collect::<Vec<_>>(),
+        vec![file("e.csv", "done", 1, 1)]
+    );
     assert_eq!(c.int("SELECT count(*) FROM sec"), 5);
     c.execute("ALTER TABLE sec DISABLE ROW LEVEL SECURITY");
 
