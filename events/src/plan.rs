@@ -218,6 +218,23 @@ pub fn is_pending(e: Option<&Entry>, cand: &Candidate, compressed: bool) -> bool
     }
 }
 
+/// Longest wait between two passes that delete old history (worker/retention.rs).
+pub const HISTORY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether an idle worker deletes old history now: a retention is set, and the last pass was
+/// long enough ago (a minute, or the retention itself if shorter). Passes that found a full
+/// batch (`more`) go on at once.
+pub fn history_prune_due(
+    retention: Option<Duration>,
+    since_last: Option<Duration>,
+    more: bool,
+) -> bool {
+    let Some(keep) = retention else {
+        return false;
+    };
+    more || since_last.is_none_or(|d| d >= keep.min(HISTORY_PRUNE_EVERY))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +267,34 @@ mod tests {
             prefix_hash: None,
             discovered_at: 0,
         }
+    }
+
+    #[test]
+    fn history_is_pruned_when_a_retention_is_set_and_not_more_often_than_needed() {
+        let min = Duration::from_secs(60);
+        assert!(!history_prune_due(None, None, true));
+        assert!(history_prune_due(Some(min * 60), None, false));
+        assert!(!history_prune_due(
+            Some(min * 60),
+            Some(Duration::from_secs(10)),
+            false
+        ));
+        assert!(history_prune_due(
+            Some(min * 60),
+            Some(Duration::from_secs(10)),
+            true
+        ));
+        assert!(history_prune_due(Some(min * 60), Some(min), false));
+        assert!(history_prune_due(
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(2)),
+            false
+        ));
+        assert!(!history_prune_due(
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(1)),
+            false
+        ));
     }
 
     #[test]

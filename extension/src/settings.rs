@@ -34,6 +34,8 @@ pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_RECORD_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Seconds the history (rejects, batch log, chunks of done files) is kept; 0: for ever.
+pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Folders under which a non-superuser may create pipelines (comma-separated; empty: none).
 pub static ALLOWED_ROOTS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
@@ -164,6 +166,16 @@ pub fn register(preloading: bool) {
         GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
+        c"ecommerce_ingest.history_retention",
+        c"How long rejected rows, the batch history and the chunk rows of done files are kept (0: for ever).",
+        c"Older rows are deleted by each pipeline's worker while it is idle, a few thousand at a time. The ledger (ingest_files) is kept: it is what makes a file exactly once.",
+        &HISTORY_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
         c"ecommerce_ingest.lock_timeout",
         c"How long a chunk waits for a lock held by another session before the worker looks at the folder again.",
         c"The chunk is rolled back and retried at once; meanwhile ingest_status() says waiting_for_lock and keeps files_pending and lag_seconds current.",
@@ -201,6 +213,8 @@ pub struct Settings {
     pub min_file_age: Duration,
     pub max_record_bytes: u64,
     pub lock_timeout: Duration,
+    /// How long the history is kept (`None`: for ever); see worker/retention.rs.
+    pub history_retention: Option<Duration>,
     /// What the files hold and where their rows go.
     pub source: Source,
 }
@@ -267,6 +281,10 @@ impl Settings {
             min_file_age: Duration::from_millis(MIN_FILE_AGE_MS.get() as u64),
             max_record_bytes: MAX_RECORD_SIZE_KB.get() as u64 * 1024,
             lock_timeout: Duration::from_millis(LOCK_TIMEOUT_MS.get() as u64),
+            history_retention: match HISTORY_RETENTION_S.get() {
+                0 => None,
+                s => Some(Duration::from_secs(s as u64)),
+            },
             source: Source::Events,
         }
     }
@@ -328,6 +346,7 @@ impl Settings {
             min_file_age: ms(o.min_file_age_ms, base.min_file_age),
             max_record_bytes: base.max_record_bytes,
             lock_timeout: base.lock_timeout,
+            history_retention: base.history_retention,
             source: Source::Pipeline(def),
         }
     }

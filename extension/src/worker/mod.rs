@@ -5,7 +5,7 @@
 //! folders, list, plan, ingest, record), which uses `scan` (the input folder), `schedule` (what
 //! to ingest, in which groups), `ingest` and `chunk` (the transactions), `outcome` (what each
 //! file's turn came to), `finish` (archive, delete, failed, vanished, changed files) and
-//! `record` (status and history). `ledger` is the one home of the file ledger; `sql` holds
+//! `record` (status and history), and `retention` (old history deleted while idle). `ledger` is the one home of the file ledger; `sql` holds
 //! every statement; `txn` turns PostgreSQL errors into `Result`s. The decisions themselves are
 //! pure functions in `ecommerce_events::plan`.
 
@@ -22,6 +22,7 @@ mod marker;
 pub(crate) mod me;
 mod outcome;
 mod record;
+mod retention;
 mod say;
 mod scan;
 mod schedule;

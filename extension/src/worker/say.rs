@@ -34,6 +34,8 @@ pub enum Topic {
     Action(PathBuf),
     /// Starting the worker of this pipeline (the events worker).
     Pipeline(String),
+    /// Deleting old history (retention.rs).
+    Retention,
 }
 
 #[derive(Default)]

@@ -120,3 +120,27 @@ SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.t
 /// Every pipeline's name (the events worker starts a worker for each).
 pub const PIPELINE_NAMES: &str =
     "SELECT pipeline_name FROM public.ingest_pipelines ORDER BY pipeline_name";
+
+/// Deletes up to `$3` of a pipeline's oldest rejects, of those older than `$2` seconds
+/// (`ecommerce_ingest.history_retention`): oldest first by id, so a pass reads at most `$3`
+/// rows however many are kept. Returns the rows deleted.
+pub const PRUNE_REJECTS: &str = "
+DELETE FROM public.ingest_rejected
+ WHERE reject_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+       SELECT o.reject_id FROM (SELECT reject_id, rejected_at FROM public.ingest_rejected
+                                 WHERE pipeline OPERATOR(pg_catalog.=) $1
+                                 ORDER BY reject_id LIMIT $3) o
+        WHERE o.rejected_at OPERATOR(pg_catalog.<)
+              (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2))))
+RETURNING 1";
+
+/// The same for the batch history.
+pub const PRUNE_BATCHES: &str = "
+DELETE FROM public.ingest_batch_log
+ WHERE batch_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+       SELECT o.batch_id FROM (SELECT batch_id, finished_at FROM public.ingest_batch_log
+                                WHERE pipeline OPERATOR(pg_catalog.=) $1
+                                ORDER BY batch_id LIMIT $3) o
+        WHERE o.finished_at OPERATOR(pg_catalog.<)
+              (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2))))
+RETURNING 1";

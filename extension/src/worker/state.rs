@@ -154,6 +154,9 @@ pub struct Worker {
     pub pipeline_created: Option<i64>,
     /// The server was a hot standby at the last look.
     pub standby: bool,
+    /// When old history was last deleted, and whether that pass found more (retention.rs).
+    pub pruned_at: Option<Instant>,
+    pub prune_more: bool,
 }
 
 impl Worker {

@@ -103,7 +103,12 @@ impl Worker {
             Err(reload) => return reload,
         };
         self.retry_backed_off_at(&mut wake_in);
+        let idle = tally.files == 0 && !backlog;
         self.record(st, &candidates, tally, started, started_at, reason);
+        // Old history goes while nothing waits (not while paused: the tables are left alone).
+        if idle && !paused {
+            self.prune_history(st);
+        }
         if was_blocked && !self.blocked {
             STATUS.exclusive().blocked = false;
             self.say(

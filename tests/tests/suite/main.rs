@@ -17,6 +17,7 @@ mod ingest;
 mod partitioning;
 mod pipelines;
 mod reliability;
+mod retention;
 mod security;
 mod semantics;
 mod truthful;
