@@ -34,7 +34,9 @@ pub struct ClusterOptions {
     /// while the server has it mapped) and named first in `dynamic_library_path`. Both
     /// `shared_preload_libraries` and the functions' `module_pathname` say `ecommerce_ingest`,
     /// without a directory, so both resolve through that path.
-    /// [`Cluster::use_installed_library`] removes the line.
+    /// [`Cluster::use_installed_library`] removes the line. Default: `$E2E_LIBRARY_DIR` if
+    /// set (to try a library built from a work tree without installing it, e.g.
+    /// `E2E_LIBRARY_DIR=$CARGO_TARGET_DIR/release`), else `None`.
     pub library_dir: Option<PathBuf>,
     /// The cluster's own folder (it holds `data/`, `in/` and, with `library_dir`, `lib/`).
     /// `None`: a fresh `/tmp/e2e-<pid>-<n>`, removed when the cluster is dropped (unless
@@ -52,7 +54,7 @@ impl Default for ClusterOptions {
             preload: true,
             create_extension: true,
             extension_version: None,
-            library_dir: None,
+            library_dir: std::env::var_os("E2E_LIBRARY_DIR").map(PathBuf::from),
             root: None,
             port: None,
         }
@@ -190,7 +192,10 @@ impl Cluster {
             .arg("/usr/lib/postgresql/15/bin/pg_basebackup")
             .arg("-D")
             .arg(&data)
+            // A fast checkpoint: a spread one would take half of checkpoint_timeout.
             .args([
+                "-c",
+                "fast",
                 "-R",
                 "-X",
                 "stream",
@@ -434,5 +439,48 @@ pub fn postgres_folder(dir: &Path) {
         .and_then(|s| s.trim().parse::<u32>().ok());
     if let Some(uid) = uid {
         std::os::unix::fs::chown(dir, Some(uid), None).expect("chown folder");
+    }
+}
+
+impl Cluster {
+    /// The postmaster's pid (the first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> i32 {
+        let path = self.data.join("postmaster.pid");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: no pid on its first line", path.display()))
+    }
+
+    /// SIGKILLs the postmaster, as the OOM killer would: nothing is shut down, its children
+    /// notice on their own that it is gone and exit. Waits until the postmaster has exited
+    /// (not its children). [`Cluster::start_again`] starts the server again.
+    pub fn kill_postmaster(&mut self) {
+        let pid = self.postmaster_pid();
+        self.client = None;
+        // SAFETY: sends a signal; no memory is touched.
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+        let start = Instant::now();
+        while process_alive(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the postmaster {pid} is still there 30 s after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (a reparented process is reaped by init,
+/// which in a container may never do it).
+fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
