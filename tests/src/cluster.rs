@@ -473,6 +473,40 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// After the server crashed (a PANIC): waits until it accepts connections again (its crash
+    /// recovery finished) or its postmaster exited (it does when recovery cannot finish: say,
+    /// still no disk space); in that case starts it again. Reconnects.
+    pub fn recover_after_crash(&mut self, timeout: Duration) {
+        self.client = None;
+        // No postmaster.pid: the server has already shut down.
+        let pid = self
+            .data
+            .join("postmaster.pid")
+            .exists()
+            .then(|| self.postmaster_pid());
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = self.try_connect_as("postgres") {
+                if c.simple_query("SELECT 1").is_ok() {
+                    self.client = Some(c);
+                    return;
+                }
+            }
+            if !pid.is_some_and(process_alive) {
+                self.pg_start();
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the server neither recovered nor exited within {timeout:?}\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Whether process `pid` exists and is not a zombie (a reparented process is reaped by init,
 /// which in a container may never do it).
 fn process_alive(pid: i32) -> bool {

@@ -3,8 +3,10 @@
 //! WAL, the archive folder). Every test prints a `reliability:` line (see [`report`]):
 //! docs/reliability.md's table is made of them.
 
+mod disk;
 mod failover;
 mod folder;
+mod mount;
 
 use e2e::*;
 
