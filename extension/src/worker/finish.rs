@@ -146,6 +146,12 @@ impl Worker {
         // once when the WAL is already flushed that far.
         unsafe { pg_sys::XLogFlush(pg_sys::XactLastCommitEnd) };
         let name = cand.name.as_str();
+        // An orphan's commits since the postmaster died were not replicated, and with no WAL
+        // sender left the check below would pass: leave the file (see orphan.rs).
+        if super::orphan::postmaster_gone() {
+            self.action_retry.insert(name.to_string());
+            return;
+        }
         // And on every standby streaming from this server: after a failover to one of them,
         // a file whose commit it never received must still be in the folder, to be ingested
         // there. Until then the action waits (looked at again at every trigger).
