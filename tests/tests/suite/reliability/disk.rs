@@ -265,9 +265,10 @@ fn a_full_then_read_only_archive_folder_leaves_every_file_in_place_and_says_why(
         "the read-only archive folder reported",
         Duration::from_secs(30),
         |c| {
-            c.status()
-                .last_error
+            let st = c.status();
+            st.last_error
                 .is_some_and(|e| e.contains("Read-only file system"))
+                && st.detail.contains("Read-only file system")
         },
     );
     let st = c.status();
