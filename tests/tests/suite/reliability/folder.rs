@@ -22,8 +22,20 @@ fn a_replaced_input_folder_is_watched_again_within_a_trigger_interval() {
         .status()
         .unwrap();
     assert!(ok.success());
-    // Within a trigger interval the worker watches the new folder.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Within a trigger interval the worker looks at the new folder (the polling finds a file
+    // there), and a trigger that lists the folder first makes sure it watches that folder.
+    c.write_file_atomic("probe.csv", &gen_file(39, 5));
+    let noticed = c.wait_for(
+        "probe.csv in the new folder ingested",
+        Duration::from_secs(10),
+        |c| rows_of(c, "probe.csv") == 5,
+    );
+    println!("the new folder looked at after {noticed:?}");
+    // From now on no polling (an hour; the safety rescan is once a minute): a file can only
+    // come in within 20 s through a notification from the new folder. No bound on latency,
+    // which a loaded machine would break: the 20 s tell notifications from polling apart.
+    c.reload(&[("ecommerce_ingest.trigger_interval", "1h")]);
+    std::thread::sleep(Duration::from_millis(300));
     let mut latencies = Vec::new();
     for i in 0..20u64 {
         let name = format!("after{i:02}.csv");
@@ -48,12 +60,7 @@ fn a_replaced_input_folder_is_watched_again_within_a_trigger_interval() {
     let p50 = latencies[latencies.len() / 2];
     let worst = *latencies.last().unwrap();
     println!("after the replacement: p50 {p50:?}, max {worst:?}");
-    // Notifications, not the 1 s polling: every file well under the trigger interval.
-    assert!(
-        worst < Duration::from_millis(500),
-        "files waited up to {worst:?} after the folder was replaced"
-    );
-    super::report("folder-replaced", 1, &mut c, 105);
-    assert_eq!(c.event_count(), 105);
+    super::report("folder-replaced", 1, &mut c, 110);
+    assert_eq!(c.event_count(), 110);
     assert!(c.duplicates().is_empty());
 }
