@@ -82,6 +82,12 @@ fn a_lock_on_one_pipelines_target_holds_back_that_pipeline_only() {
         let st = pstatus(&mut c, other);
         assert_eq!(st.state, "running", "{other}: {st:?}");
     }
+    // The chunk gives up after lock_timeout (500 ms) and tries again, over and over: said once.
+    c.wait_for("the wait logged", T, |c| {
+        c.server_log()[log_from..].contains("waiting for a lock held by another session")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pstatus(&mut c, "locked").state, "waiting_for_lock");
     // Pausing the waiting pipeline answers at once, and holds it once the lock goes.
     let t = Instant::now();
     c.execute("SELECT ingest_pause('locked')");
@@ -90,6 +96,20 @@ fn a_lock_on_one_pipelines_target_holds_back_that_pipeline_only() {
     assert!(took < Duration::from_secs(1), "ingest_pause took {took:?}");
     assert!(pstatus(&mut c, "locked").paused);
     assert_eq!(done(&mut c, "locked"), 1, "l1.csv committed under the lock");
+    // The pause takes effect before the next chunk: the one waiting when it came would commit
+    // once the lock goes. It gives up at its lock_timeout, and paused, the worker starts no
+    // other.
+    std::thread::sleep(Duration::from_secs(2));
+    let wpid = pstatus(&mut c, "locked").worker_pid.expect("a worker");
+    c.wait_for(
+        "the paused pipeline's worker not waiting for a lock",
+        T,
+        |c| {
+            c.int(&format!(
+                "SELECT count(*) FROM pg_locks WHERE pid = {wpid} AND NOT granted"
+            )) == 0
+        },
+    );
     locker.batch_execute("COMMIT").unwrap();
     drop(locker);
     std::thread::sleep(Duration::from_secs(1));
@@ -116,6 +136,11 @@ fn a_lock_on_one_pipelines_target_holds_back_that_pipeline_only() {
         .filter(|l| l.contains("WARNING") || l.contains("ERROR"))
         .collect();
     assert!(noisy.is_empty(), "{noisy:#?}");
+    let said = log[log_from..]
+        .matches("waiting for a lock held by another session")
+        .count();
+    println!("the wait logged {said} time(s)");
+    assert_eq!(said, 1, "the wait was logged {said} times");
     let found = c.int(
         "SELECT (SELECT count(*) FROM locked_items) + (SELECT count(*) FROM free_items)
               + (SELECT count(*) FROM user_events)",
