@@ -146,18 +146,16 @@ impl Worker {
         // once when the WAL is already flushed that far.
         unsafe { pg_sys::XLogFlush(pg_sys::XactLastCommitEnd) };
         let name = cand.name.as_str();
-        // An orphan's commits since the postmaster died were not replicated, and with no WAL
-        // sender left the check below would pass: leave the file (see orphan.rs).
-        if super::orphan::postmaster_gone() {
-            self.action_retry.insert(name.to_string());
-            return;
-        }
         // And on every standby streaming from this server: after a failover to one of them,
         // a file whose commit it never received must still be in the folder, to be ingested
         // there. Until then the action waits (looked at again at every trigger).
         // SAFETY: read on the worker's own thread; a plain integer.
         let commit = unsafe { pg_sys::XactLastCommitEnd };
-        if !on_streaming_standbys(commit) {
+        let on_standbys = on_streaming_standbys(commit);
+        // Asked after the view was read: no WAL sender in it may mean they exited with a
+        // postmaster that died (SIGKILL) before or while it was read, and an orphan's commits
+        // are not replicated. Leave the file (see orphan.rs).
+        if !on_standbys || super::orphan::postmaster_gone() {
             self.action_retry.insert(name.to_string());
             return;
         }
