@@ -34,7 +34,9 @@ pub struct ClusterOptions {
     /// while the server has it mapped) and named first in `dynamic_library_path`. Both
     /// `shared_preload_libraries` and the functions' `module_pathname` say `ecommerce_ingest`,
     /// without a directory, so both resolve through that path.
-    /// [`Cluster::use_installed_library`] removes the line.
+    /// [`Cluster::use_installed_library`] removes the line. Default: `$E2E_LIBRARY_DIR` if
+    /// set (to try a library built from a work tree without installing it, e.g.
+    /// `E2E_LIBRARY_DIR=$CARGO_TARGET_DIR/release`), else `None`.
     pub library_dir: Option<PathBuf>,
     /// The cluster's own folder (it holds `data/`, `in/` and, with `library_dir`, `lib/`).
     /// `None`: a fresh `/tmp/e2e-<pid>-<n>`, removed when the cluster is dropped (unless
@@ -52,7 +54,7 @@ impl Default for ClusterOptions {
             preload: true,
             create_extension: true,
             extension_version: None,
-            library_dir: None,
+            library_dir: std::env::var_os("E2E_LIBRARY_DIR").map(PathBuf::from),
             root: None,
             port: None,
         }
@@ -190,7 +192,10 @@ impl Cluster {
             .arg("/usr/lib/postgresql/15/bin/pg_basebackup")
             .arg("-D")
             .arg(&data)
+            // A fast checkpoint: a spread one would take half of checkpoint_timeout.
             .args([
+                "-c",
+                "fast",
                 "-R",
                 "-X",
                 "stream",

@@ -5,6 +5,7 @@
 //!
 //! - `cluster`: [`Cluster`] and [`ClusterOptions`]: start, stop, restart, configuration,
 //!   connections, simple queries, the server log.
+//! - `death`: [`Cluster::kill_postmaster`], [`Cluster::recover_after_crash`].
 //! - `worker`: the worker through SQL: [`Status`], triggers, waits, killing the worker.
 //! - `expect`: what the files say must be stored ([`expected_rows`], [`EventRow`]) and the
 //!   comparison with what is ([`assert_same_rows`]).
@@ -16,6 +17,7 @@
 
 mod catalog;
 mod cluster;
+mod death;
 mod expect;
 mod generate;
 mod invariants;

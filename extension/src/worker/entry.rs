@@ -190,6 +190,8 @@ impl Worker {
     /// the trigger interval, whichever comes first.
     fn wait(&mut self, st: &Settings, next: &Next) -> Reason {
         if next.backlog {
+            // A backlog never waits on the latch, where a dead postmaster is noticed.
+            super::orphan::exit_if_orphaned();
             pg_sys::check_for_interrupts!();
             if std::mem::take(&mut STATUS.exclusive().trigger_requested) {
                 return Reason::Manual;

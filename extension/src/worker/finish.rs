@@ -151,7 +151,11 @@ impl Worker {
         // there. Until then the action waits (looked at again at every trigger).
         // SAFETY: read on the worker's own thread; a plain integer.
         let commit = unsafe { pg_sys::XactLastCommitEnd };
-        if !on_streaming_standbys(commit) {
+        let on_standbys = on_streaming_standbys(commit);
+        // Asked after the view was read: no WAL sender in it may mean they exited with a
+        // postmaster that died (SIGKILL) before or while it was read, and an orphan's commits
+        // are not replicated. Leave the file (see orphan.rs).
+        if !on_standbys || super::orphan::postmaster_gone() {
             self.action_retry.insert(name.to_string());
             return;
         }

@@ -20,6 +20,7 @@ mod launcher;
 mod ledger;
 mod marker;
 pub(crate) mod me;
+mod orphan;
 mod outcome;
 mod record;
 mod retention;

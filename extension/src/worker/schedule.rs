@@ -117,6 +117,7 @@ impl Worker {
         let mut tally = Tally::default();
         let mut next = 0;
         'groups: loop {
+            super::orphan::exit_if_orphaned();
             pg_sys::check_for_interrupts!();
             let members = next_group(&items, &mut next, st.chunk_bytes, GROUP_MAX_FILES);
             if members.is_empty() {

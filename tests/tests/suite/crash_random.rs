@@ -335,6 +335,14 @@ fn crash_test(name: &str, how: Crash, action: &str, files: u64, big_rows: u64, c
         run.crashes, run.mid_work, run.took, b.waves
     );
     finish_and_check(&mut c, &b, action, big_rows);
+    // The line docs/reliability.md is made from (see tests/tests/suite/reliability/mod.rs).
+    let expected = b.expected().rows.len();
+    let found = c.event_count();
+    let duplicated = c.duplicates().len();
+    println!(
+        "reliability: fault={name} injected={} expected={expected} found={found} duplicated={duplicated}",
+        run.crashes
+    );
 }
 
 #[test]

@@ -687,6 +687,13 @@ fn hostile_files_each_get_their_exact_outcome_and_the_worker_keeps_going() {
     );
     assert_eq!(s.state, "running");
     assert!(s.last_error.is_some());
+    // The line docs/reliability.md is made from: every outcome above is asserted file by file.
+    println!(
+        "reliability: fault=hostile-files injected={} expected=per-file found={} duplicated={}",
+        c.int("SELECT count(*) FROM ingest_files"),
+        c.event_count(),
+        c.duplicates().len()
+    );
     let log = c.server_log();
     assert!(
         !log.contains("PANIC") && !log.contains("terminated by signal"),

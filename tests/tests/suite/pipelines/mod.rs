@@ -8,6 +8,7 @@ mod crash;
 mod flow;
 mod formats;
 mod lifecycle;
+mod locks;
 mod security;
 mod targets;
 mod transform;
