@@ -395,6 +395,64 @@ pub(crate) fn worker_vs_copy(
     })
 }
 
+/// The staged files moved into the paused worker's folder and ingested, then COPYed into
+/// `copy_target` (made by `copy_target_ddl`), in `rounds` rounds (the same files under new names
+/// each round): on a shared machine one round can be off by ±20 %, so the median round is what
+/// the table shows, with every round beside it.
+pub(crate) fn backlog_rounds(
+    c: &mut Client,
+    input: &Path,
+    staged: &[Staged],
+    rows: u64,
+    rounds: u64,
+    copy_target_ddl: &str,
+    what: &str,
+) -> R<Throughput> {
+    let bytes = staged
+        .iter()
+        .map(|f| f.path.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    move_in(staged, input)?;
+    sync();
+    let mut names: Vec<String> = staged.iter().map(|f| f.name.clone()).collect();
+    let mut runs: Vec<Throughput> = Vec::new();
+    for round in 0..rounds {
+        if round > 0 {
+            pause(c)?;
+            let renamed: Vec<String> = names.iter().map(|n| format!("r{round}-{n}")).collect();
+            for (old, new) in names.iter().zip(&renamed) {
+                std::fs::rename(input.join(old), input.join(new))?;
+            }
+            sync();
+            names = renamed;
+        }
+        let r = worker_vs_copy(
+            c,
+            input,
+            &names,
+            rows,
+            bytes,
+            Duration::from_secs(900),
+            || {},
+            round,
+            copy_target_ddl,
+        )?;
+        log(&format!(
+            "{what} round {}: worker {:.2} s, COPY {:.2} s: {:.2}x",
+            round + 1,
+            r.worker_seconds,
+            r.copy_seconds,
+            r.ratio
+        ));
+        runs.push(r);
+    }
+    let all: Vec<Round> = runs.iter().flat_map(|r| r.rounds.clone()).collect();
+    runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
+    let mut r = runs.swap_remove(runs.len() / 2);
+    r.rounds = all;
+    Ok(r)
+}
+
 /// 1. A backlog already in the folder when ingestion starts: worker vs COPY.
 pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
     log(&format!(
@@ -413,50 +471,15 @@ pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
         z.backlog_rows_per_file,
         2,
     )?;
-    let bytes = staged
-        .iter()
-        .map(|f| f.path.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
-    move_in(&staged, &input)?;
-    sync();
-    let mut names: Vec<String> = staged.iter().map(|f| f.name.clone()).collect();
-    // Several rounds, each worker then COPY on the same files under new names: on a shared
-    // machine one round can be off by ±20 %; the median round is what the table shows.
-    let mut runs: Vec<Throughput> = Vec::new();
-    for round in 0..z.backlog_rounds.max(1) {
-        if round > 0 {
-            pause(c)?;
-            let renamed: Vec<String> = names.iter().map(|n| format!("r{round}-{n}")).collect();
-            for (old, new) in names.iter().zip(&renamed) {
-                std::fs::rename(input.join(old), input.join(new))?;
-            }
-            sync();
-            names = renamed;
-        }
-        let r = worker_vs_copy(
-            c,
-            &input,
-            &names,
-            rows,
-            bytes,
-            Duration::from_secs(900),
-            || {},
-            round,
-            PLAIN_COPY_TARGET,
-        )?;
-        log(&format!(
-            "backlog round {}: worker {:.2} s, COPY {:.2} s: {:.2}x",
-            round + 1,
-            r.worker_seconds,
-            r.copy_seconds,
-            r.ratio
-        ));
-        runs.push(r);
-    }
-    let all: Vec<Round> = runs.iter().flat_map(|r| r.rounds.clone()).collect();
-    runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
-    let mut r = runs.swap_remove(runs.len() / 2);
-    r.rounds = all;
+    let r = backlog_rounds(
+        c,
+        &input,
+        &staged,
+        rows,
+        z.backlog_rounds.max(1),
+        PLAIN_COPY_TARGET,
+        "backlog",
+    )?;
     log(&format!(
         "backlog: worker {:.0} rows/s ({:.2} s), COPY {:.0} rows/s ({:.2} s): {:.2}x",
         r.worker_rows_per_second, r.worker_seconds, r.copy_rows_per_second, r.copy_seconds, r.ratio

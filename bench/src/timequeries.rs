@@ -5,10 +5,9 @@
 //! and without it, alternating, two rounds each).
 
 use crate::experiments::{pause, Env, Sizes, BASE_CONF};
-use crate::util::{err, log, median, stage, status, sync, wait_status, R};
+use crate::util::{err, log, median, psql_file, stage, status, sync, wait_status, R};
 use postgres::Client;
 use serde::{Deserialize, Serialize};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,26 +101,7 @@ pub fn time_queries(env: &Env, z: &Sizes) -> R<TimeQueries> {
     let port = cluster.port();
     let c = cluster.client();
     pause(c)?;
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-        ])
-        .args(["-p", &port.to_string(), "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(env.repo.join("sql/analytics.sql"))
-        .output()?;
-    if !out.status.success() {
-        return Err(err(format!(
-            "sql/analytics.sql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
+    psql_file(port, &env.repo.join("sql/analytics.sql"), &[])?;
     let t = Instant::now();
     fill(c, rows)?;
     // (One statement per call: VACUUM cannot run in the implicit transaction of a batch.)

@@ -291,3 +291,32 @@ pub fn machine(c: &mut Client) -> Machine {
         postgres: format!("PostgreSQL {postgres}"),
     }
 }
+
+/// Runs a SQL file with psql against the benchmark cluster on `port` (as postgres, stopping at
+/// the first error), with these psql variables.
+pub fn psql_file(port: u16, file: &std::path::Path, vars: &[(&str, &str)]) -> R<()> {
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args([
+        "-X",
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+    ])
+    .args(["-p", &port.to_string(), "-v", "ON_ERROR_STOP=1"]);
+    for (k, v) in vars {
+        cmd.args(["-v", &format!("{k}={v}")]);
+    }
+    let out = cmd.arg("-f").arg(file).output()?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
