@@ -183,6 +183,12 @@ if docker run --rm --entrypoint bash ecommerce-ingest-postgres:local -c \
   fail "the final image carries a compiler"
 fi
 
+# The entrypoint refuses to initialise without a password, and says what to do.
+if out=$(docker run --rm ecommerce-ingest-postgres:local 2>&1); then
+  fail "the image started without POSTGRES_PASSWORD"
+fi
+grep -q 'POSTGRES_PASSWORD is not set' <<<"$out" || fail "no clear error without POSTGRES_PASSWORD: $out"
+
 # ---------------------------------------------------------------------------------------------
 # Checks. The database is queried inside its container, as the superuser, over the socket.
 cid() { docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1"; }
@@ -231,12 +237,12 @@ check_ledger() {
   echo "   $1: $(sql "SELECT count(*) FROM ingest_files") files, $(sql "SELECT count(*) FROM user_events") rows, each once"
 }
 
-# Processes of the postgres container: none runs as root.
+# Processes of the service $1's container: none runs as root.
 check_not_root() {
   local uids
-  uids=$(docker top "$(cid postgres)" -eo pid,uid | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
-  case " $uids" in *" 0 "*) fail "a process of the postgres container runs as root (uids: $uids)" ;; esac
-  echo "   server processes run as uid $uids"
+  uids=$(docker top "$(cid "$1")" -eo pid,uid | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
+  case " $uids" in *" 0 "*) fail "a process of the $1 container runs as root (uids: $uids)" ;; esac
+  echo "   $1: processes run as uid $uids"
 }
 
 # The server's start after $1 (a timestamp) found a cleanly shut down cluster.
@@ -287,7 +293,8 @@ run_stack_checks() {
   [ "$(status state)" = running ] || fail "ingest_status().state = $(status state), expected running"
   echo "   healthy; ingest_status(): running"
   pg_isready -q -h 127.0.0.1 -p "$POSTGRES_PORT" || fail "PostgreSQL does not answer on 127.0.0.1:$POSTGRES_PORT"
-  check_not_root
+  check_not_root postgres
+  check_not_root feeder
   wait_for "(SELECT count(*) FROM ingest_files WHERE status = 'done') >= 3" 90
   rows=$(sql "SELECT count(*) FROM user_events")
   wait_for "(SELECT count(*) FROM user_events) > $rows" 60
@@ -295,7 +302,7 @@ run_stack_checks() {
 
   step "restart of the postgres container"
   across "restart" dc restart postgres
-  check_not_root
+  check_not_root postgres
 
   step "down, then up (volumes kept)"
   across "down/up" down_up

@@ -15,6 +15,8 @@ ENV RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
     PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     RUST_VERSION=1.95.0
+# Unpinned, like the official image's own packages (buildpack-deps).
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl git gcc libc6-dev make \
     && rm -rf /var/lib/apt/lists/*
