@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Checks a postgres_exporter /metrics page against the database, for scripts/docker-test.sh.
 
-    check_exporter_metrics.py METRICS_FILE EXPECTED_JSON_FILE
+    check_exporter_metrics.py METRICS_FILE BEFORE_JSON_FILE AFTER_JSON_FILE
 
 METRICS_FILE: the exporter's /metrics page (with sql/postgres_exporter.yml as its queries).
-EXPECTED_JSON_FILE: what the database said at the same moment (ingestion paused, so nothing
-moves), one JSON object: {"metric name": value, ...} for the events pipeline, where a name may
-carry labels, e.g. "ecommerce_ingest_worker_up{state=running}"; null means NaN.
-Each expected metric must be present, with pipeline="events", and equal (floats within 1e-6).
+BEFORE_JSON_FILE, AFTER_JSON_FILE: what ingest_status() said just before and just after the
+scrape, each one JSON object {"metric name": value, ...} for the events pipeline, where a name
+may carry labels, e.g. "ecommerce_ingest_worker_up{state=running}"; null means NaN.
+Each metric must be present, with pipeline="events", and lie between its two readings (equal
+when nothing moved; lag_seconds and the last trigger's time move with the clock). The two
+readings must have the same names (same state).
 Prints one line per metric; exits 1 on any difference.
 """
 import json
@@ -45,22 +47,30 @@ def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         got = parse(f.read())
     with open(sys.argv[2], encoding="utf-8") as f:
-        want = json.load(f)
+        before = json.load(f)
+    with open(sys.argv[3], encoding="utf-8") as f:
+        after = json.load(f)
+    if before.keys() != after.keys():
+        print(f"the state changed during the scrape: {sorted(before.keys() ^ after.keys())}")
+        return 1
     if not got:
         print("no ecommerce_ingest metric with pipeline=\"events\" on the page: is the queries file loaded?")
         return 1
     bad = 0
-    for spec, expected in sorted(want.items()):
+    for spec in sorted(before):
+        a, b = before[spec], after[spec]
+        expected = a if a == b else f"{a} .. {b}"
         k = key(spec)
         if k not in got:
-            print(f"MISSING {spec} (expected {expected})")
+            print(f"MISSING {spec} (database: {expected})")
             bad += 1
             continue
         value = got[k]
-        if expected is None:
-            ok = math.isnan(value)
+        if a is None or b is None:
+            ok = a is None and b is None and math.isnan(value)
         else:
-            ok = math.isclose(value, float(expected), rel_tol=1e-9, abs_tol=1e-6)
+            lo, hi = min(float(a), float(b)), max(float(a), float(b))
+            ok = lo - 1e-6 <= value <= hi + 1e-6
         print(f"{'ok     ' if ok else 'DIFFERS'} {spec} = {value} (database: {expected})")
         bad += not ok
     return 1 if bad else 0
