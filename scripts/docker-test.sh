@@ -227,7 +227,7 @@ wait_for() {
 # every finished file complete. Files still in flight (`growing`: recently written, the worker
 # waits to see whether it grows) count only with "all done" as $2.
 check_ledger() {
-  local r open="status IN ('growing', 'ingesting')"
+  local r counts open="status IN ('growing', 'ingesting')"
   [ "${2:-}" = "all done" ] && open=false
   r=$(sql "SELECT (SELECT count(*) = count(DISTINCT file_name) FROM ingest_files)
             AND (SELECT count(*) = 0 FROM ingest_files WHERE status <> 'done' AND NOT ($open))
@@ -235,13 +235,15 @@ check_ledger() {
             AND (SELECT count(*) = 0 FROM ingest_rejects)
             AND (SELECT count(*) = (SELECT coalesce(sum(rows_ok), 0) FROM ingest_files) FROM user_events)
             AND (SELECT coalesce(bool_and(rows_ok = $EVENTS_PER_FILE), true) FROM ingest_files WHERE status = 'done')
-            AND (SELECT count(*) = count(DISTINCT (source_file_id, source_line)) FROM user_events)")
-  [ "$r" = t ] || {
+            AND (SELECT count(*) = count(DISTINCT (source_file_id, source_line)) FROM user_events),
+           (SELECT count(*) FROM ingest_files) || ' files, ' || (SELECT count(*) FROM user_events) || ' rows'")
+  counts=${r#*|}
+  [ "${r%%|*}" = t ] || {
     sql "SELECT file_name, status, rows_ok, rows_rejected, error FROM ingest_files
           WHERE status <> 'done' OR rows_ok <> $EVENTS_PER_FILE" >&2
     fail "ledger check ($1): a file twice, failed, a reject, or rows lost or doubled"
   }
-  echo "   $1: $(sql "SELECT count(*) FROM ingest_files") files, $(sql "SELECT count(*) FROM user_events") rows, each once"
+  echo "   $1: $counts, each once"
 }
 
 # Processes of the service $1's container: none runs as root.
