@@ -202,15 +202,16 @@ cid() { docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filt
 sql() { docker exec "$(cid postgres)" psql -X -qAt -v ON_ERROR_STOP=1 -U postgres -d "$DB" -c "$1"; }
 status() { sql "SELECT $1 FROM ingest_status() WHERE pipeline = 'events'"; }
 
+# Waits until the container $1 (default: the stack's postgres) is healthy.
 wait_healthy() {
   local c h
   for _ in $(seq 90); do
-    c=$(cid postgres)
+    c=${1:-$(cid postgres)}
     h=$(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null || true)
     [ "$h" = healthy ] && return 0
     sleep 2
   done
-  docker logs --tail 40 "$(cid postgres)" >&2 || true
+  docker logs --tail 40 "$c" >&2 || true
   fail "the postgres container is not healthy after 180s (health: ${h:-none})"
 }
 
@@ -390,6 +391,26 @@ run_stack_checks() {
   echo "   empty database, worker running"
   dc down -v
 }
+
+step "docker run: POSTGRES_DB, PGDATA, an init script of the user's, docker stop"
+echo 'CREATE TABLE init_sql_ran (x int);' >"$WORK/10-user.sql"
+c=$(docker run -d -e POSTGRES_PASSWORD=test-pw -e POSTGRES_DB=shop \
+  -e PGDATA=/var/lib/postgresql/data/pgdata \
+  -v "$WORK/10-user.sql:/docker-entrypoint-initdb.d/10-user.sql:ro" ecommerce-ingest-postgres:local)
+wait_healthy "$c"
+r=$(docker exec "$c" psql -X -qAt -U postgres -d shop -c \
+  "SELECT to_regclass('init_sql_ran') IS NOT NULL, (SELECT state FROM ingest_status() WHERE pipeline = 'events')")
+[ "$r" = "t|running" ] || fail "docker run with POSTGRES_DB=shop: got '$r', expected the init script's table and the worker running"
+docker exec "$c" test -s /var/lib/postgresql/data/pgdata/PG_VERSION || fail "PGDATA not honoured"
+t0=$(date +%s%N)
+docker stop "$c" >/dev/null
+stop_ms=$((($(date +%s%N) - t0) / 1000000))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+if [ "$code" != 0 ] || ! grep -q 'database system is shut down' <<<"$(docker logs "$c" 2>&1)"; then
+  fail "docker stop: no clean shutdown (exit code $code; docker logs $c)"
+fi
+docker rm -v "$c" >/dev/null
+echo "   init script run in shop, worker running there, data in \$PGDATA; docker stop: clean, ${stop_ms} ms"
 
 step "Compose $(docker-compose version --short): the stack"
 dc down -v --remove-orphans >/dev/null 2>&1 || true
