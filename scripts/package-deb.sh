@@ -38,6 +38,7 @@ so=$from/usr/lib/postgresql/15/lib/ecommerce_ingest.so
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+chmod 0755 "$stage"
 mkdir -p "$stage/DEBIAN" "$stage/usr/share/doc/$NAME"
 cp -a "$from/usr" "$stage/"
 chmod 0644 "$stage"/usr/lib/postgresql/15/lib/*.so "$stage"/usr/share/postgresql/15/extension/*
