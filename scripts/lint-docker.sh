@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lints the Docker packaging without a Docker engine, and every shell script:
-#   1. hadolint on Dockerfile.postgres (.hadolint.yaml: any finding fails);
+#   1. hadolint on Dockerfile.postgres and docker/ci/rust-bookworm.Dockerfile (the stand-in
+#      builder base of scripts/docker-test.sh) (.hadolint.yaml: any finding fails);
 #   2. docker-compose.yml: interpolated with its defaults and validated against the Compose
 #      Specification JSON schema plus the project's rules (docker/validate_compose.py), then
 #      parsed by Docker Compose itself (`docker-compose config`, which needs no engine);
@@ -39,8 +40,8 @@ export PATH="$VENV/bin:$PATH"
 failed=()
 
 # 1. Dockerfile.
-log "hadolint $(hadolint --version | grep -o '[0-9][0-9.]*' | head -1): Dockerfile.postgres"
-hadolint --config .hadolint.yaml Dockerfile.postgres || failed+=(hadolint)
+log "hadolint $(hadolint --version | grep -o '[0-9][0-9.]*' | head -1): Dockerfile.postgres docker/ci/rust-bookworm.Dockerfile"
+hadolint --config .hadolint.yaml Dockerfile.postgres docker/ci/rust-bookworm.Dockerfile || failed+=(hadolint)
 
 # 2. Compose file: the schema and our rules, then Docker Compose's own loader. COMPOSE_* and
 #    the documented variables are cleared so that the defaults written in the file are checked.
