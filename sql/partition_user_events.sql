@@ -97,14 +97,27 @@ BEGIN
     DROP VIEW public.user_events_with_source;
     IF attach THEN
         -- The rows stay in this table; new partitions start at the first boundary after its
-        -- newest row. Its identity ends here: new ids continue after its largest.
+        -- newest row. New ids continue after its largest.
         SELECT max(event_timestamp), max(event_id) INTO newest, last_id FROM public.user_events;
         -- (Past periods without a partition of their own stay the legacy table's.)
         start := greatest(pg_catalog.date_trunc(g, newest) + step, pg_catalog.date_trunc(g, pg_catalog.now()));
-        ALTER TABLE public.user_events RENAME TO user_events_legacy;
+    END IF;
+    ALTER TABLE public.user_events RENAME TO user_events_legacy;
+
+    -- The extension's table, column for column, as this installation has it (defaults and the
+    -- identity included); the primary key includes the partition key (PostgreSQL requires it of
+    -- a unique index on a partitioned table).
+    CREATE TABLE public.user_events (
+        LIKE public.user_events_legacy INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED
+            INCLUDING STORAGE INCLUDING COMPRESSION,
+        PRIMARY KEY (event_id, event_timestamp)
+    ) PARTITION BY RANGE (event_timestamp);
+
+    IF attach THEN
         -- Its primary key (event_id) gives way to the partitioned table's (event_id,
         -- event_timestamp), built on it by ATTACH PARTITION. (A foreign key of yours that
-        -- references user_events (event_id) makes this fail: nothing is changed then.)
+        -- references user_events (event_id) makes this fail: nothing is changed then.) Its
+        -- identity ends here.
         ALTER TABLE public.user_events_legacy DROP CONSTRAINT user_events_pkey;
         ALTER TABLE public.user_events_legacy ALTER COLUMN event_id DROP IDENTITY;
         -- Proves the range to ATTACH PARTITION (which then reads nothing more).
@@ -112,27 +125,8 @@ BEGIN
             'ALTER TABLE public.user_events_legacy ADD CONSTRAINT user_events_legacy_range CHECK (event_timestamp < %L)',
             start);
     ELSE
-        DROP TABLE public.user_events;
+        DROP TABLE public.user_events_legacy;
     END IF;
-
-    -- The extension's user_events, column for column; the primary key includes the partition
-    -- key (PostgreSQL requires it of a unique index on a partitioned table).
-    CREATE TABLE public.user_events (
-        event_id         bigint GENERATED ALWAYS AS IDENTITY,
-        user_id          varchar(50)  NOT NULL,
-        event_type       varchar(20)  NOT NULL,
-        product_id       varchar(50)  NOT NULL,
-        product_name     varchar(200) NOT NULL,
-        product_category varchar(100) NOT NULL,
-        price            numeric(10,2) NOT NULL,
-        event_timestamp  timestamptz  NOT NULL,
-        session_id       varchar(100) NOT NULL,
-        device_type      varchar(50)  NOT NULL,
-        inserted_at      timestamptz  NOT NULL DEFAULT now(),
-        source_file_id   integer,
-        source_line      bigint,
-        PRIMARY KEY (event_id, event_timestamp)
-    ) PARTITION BY RANGE (event_timestamp);
     COMMENT ON TABLE public.user_events IS 'E-commerce events ingested by ecommerce_ingest, partitioned by event_timestamp (sql/partition_user_events.sql).';
     IF attach THEN
         EXECUTE pg_catalog.format(

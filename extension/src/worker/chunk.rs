@@ -443,7 +443,10 @@ pub fn chunk_body(
                 let r = super::staging::apply_rows(def, &staged_columns, rows, max_refused)
                     .map_err(ChunkError::Db)?;
                 for x in r.refused {
-                    let (line, raw) = staged_rows.get(x.position - 1).cloned().unwrap_or_default();
+                    let (line, raw) = staged_rows
+                        .get_mut(x.position - 1)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
                     rejects.push(
                         line,
                         None,
