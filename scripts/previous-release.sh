@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-PREVIOUS_VERSION=0.2.0
-PREVIOUS_COMMIT=4681d377cfdd3e51ae34572500870b7668296092
+PREVIOUS_VERSION=0.3.0
+PREVIOUS_COMMIT=f3f85cc0a2dd2ccbeefe117e64d093558d3d0d3c
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 root=$PWD/target/previous

@@ -19,7 +19,8 @@
 # Environment: SOAK_SEED (random moments and feeder seed; printed), SOAK_PORT (default 55440; the
 # standby uses the next port), SOAK_KEEP=1 (keep the cluster's folder), SOAK_DELAY (feeder delay,
 # default 100ms), SOAK_EVENTS (rows per file, default 200), SOAK_FAILOVER=0 (no standby, no
-# failover). Needs the extension installed (scripts/install-ext.sh). Binaries are built into
+# failover), SOAK_WORKERS (the events pipeline's workers, default 2: the faults hit a pipeline
+# whose files two workers share). Needs the extension installed (scripts/install-ext.sh). Binaries are built into
 # $CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 
@@ -33,6 +34,7 @@ failover=${SOAK_FAILOVER:-1}
 seed=${SOAK_SEED:-$(( $(date +%s) % 1000000 ))}
 delay=${SOAK_DELAY:-100ms}
 events=${SOAK_EVENTS:-200}
+workers=${SOAK_WORKERS:-2}
 root=$(mktemp -d /tmp/soak-XXXXXX)
 chmod 755 "$root"
 data=$root/data
@@ -44,6 +46,7 @@ conf=(
   "ecommerce_ingest.min_file_age = '200ms'"
   "ecommerce_ingest.chunk_size = '64kB'"
   "ecommerce_ingest.batch_rows = 500"
+  "ecommerce_ingest.workers = $workers"
 )
 
 log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*"; }

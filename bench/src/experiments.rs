@@ -453,39 +453,71 @@ pub(crate) fn backlog_rounds(
     Ok(r)
 }
 
+/// A fresh cluster for experiment `name` (settings `conf`), its events pipeline paused, and the
+/// backlog of experiment 1 staged beside its input folder.
+pub(crate) struct PausedBacklog {
+    pub dir: PathBuf,
+    pub cluster: BenchCluster,
+    pub input: PathBuf,
+    pub staged: Vec<Staged>,
+    pub rows: u64,
+}
+
+impl PausedBacklog {
+    pub(crate) fn start(env: &Env, z: &Sizes, name: &str, conf: &[&str]) -> R<PausedBacklog> {
+        let dir = env.fresh(name)?;
+        let mut cluster = env.cluster(&dir, conf)?;
+        let input = cluster.input_dir().to_path_buf();
+        pause(cluster.client())?;
+        let (staged, rows) = stage(
+            &env.repo,
+            &dir.join("staging"),
+            z.backlog_files,
+            z.backlog_rows_per_file,
+            2,
+        )?;
+        Ok(PausedBacklog {
+            dir,
+            cluster,
+            input,
+            staged,
+            rows,
+        })
+    }
+
+    /// Ingests the staged backlog against COPY into the table `copy_target_ddl` makes, in
+    /// `rounds` rounds (see [`backlog_rounds`]).
+    pub(crate) fn run(&mut self, rounds: u64, copy_target_ddl: &str, what: &str) -> R<Throughput> {
+        backlog_rounds(
+            self.cluster.client(),
+            &self.input,
+            &self.staged,
+            self.rows,
+            rounds,
+            copy_target_ddl,
+            what,
+        )
+    }
+
+    pub(crate) fn finish(self, env: &Env) {
+        drop(self.cluster);
+        env.clean(&self.dir);
+    }
+}
+
 /// 1. A backlog already in the folder when ingestion starts: worker vs COPY.
 pub fn backlog(env: &Env, z: &Sizes) -> R<Throughput> {
     log(&format!(
         "== 1. backlog: {} files x {} rows",
         z.backlog_files, z.backlog_rows_per_file
     ));
-    let dir = env.fresh("backlog")?;
-    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
-    let input = cluster.input_dir().to_path_buf();
-    let c = cluster.client();
-    pause(c)?;
-    let (staged, rows) = stage(
-        &env.repo,
-        &dir.join("staging"),
-        z.backlog_files,
-        z.backlog_rows_per_file,
-        2,
-    )?;
-    let r = backlog_rounds(
-        c,
-        &input,
-        &staged,
-        rows,
-        z.backlog_rounds.max(1),
-        PLAIN_COPY_TARGET,
-        "backlog",
-    )?;
+    let mut b = PausedBacklog::start(env, z, "backlog", &BASE_CONF)?;
+    let r = b.run(z.backlog_rounds.max(1), PLAIN_COPY_TARGET, "backlog")?;
     log(&format!(
         "backlog: worker {:.0} rows/s ({:.2} s), COPY {:.0} rows/s ({:.2} s): {:.2}x",
         r.worker_rows_per_second, r.worker_seconds, r.copy_rows_per_second, r.copy_seconds, r.ratio
     ));
-    drop(cluster);
-    env.clean(&dir);
+    b.finish(env);
     Ok(r)
 }
 

@@ -13,6 +13,7 @@ mod pipelines;
 mod report;
 mod timequeries;
 mod util;
+mod workers;
 
 use e2e::repo_root;
 use experiments::{BenchCluster, Env, Sizes};
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use util::{err, log, R};
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     "backlog",
     "latency",
     "history",
@@ -29,6 +30,7 @@ const ALL: [&str; 8] = [
     "pipelines",
     "partitioned",
     "timequeries",
+    "workers",
 ];
 
 struct Opts {
@@ -39,7 +41,7 @@ struct Opts {
     port: u16,
 }
 
-const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines,partitioned,timequeries] [--port N]
+const USAGE: &str = "usage: ecommerce_bench [--short] [--out DIR] [--only backlog,latency,history,bigfile,feeder,pipelines,partitioned,timequeries,workers] [--port N]
   --short   small sizes (CI): checks the counts, asserts nothing about speed
   --out     where results.md, results.json and the charts go
             [default: docs/bench, or target/bench-short with --short]
@@ -204,6 +206,10 @@ fn run(o: &Opts) -> R<()> {
         .then(|| timequeries::time_queries(&env, &sizes))
         .transpose()?;
 
+    let workers = want("workers")
+        .then(|| workers::workers(&env, &sizes))
+        .transpose()?;
+
     let mut results = report::Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         mode: if o.short { "short" } else { "full" }.into(),
@@ -219,6 +225,7 @@ fn run(o: &Opts) -> R<()> {
         pipelines,
         partitioned,
         time_queries,
+        workers,
     };
     results.figures = report::figures(&results);
     report::write_all(&results, &out)?;

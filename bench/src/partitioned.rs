@@ -2,8 +2,8 @@
 //! (`sql/partition_user_events.sql`, without pg_partman), against COPY into an identical
 //! partitioned table (the same partitions, the same BRIN index), in the same run, in rounds.
 
-use crate::experiments::{backlog_rounds, pause, Env, Sizes, Throughput, BASE_CONF};
-use crate::util::{log, psql_file, stage, R};
+use crate::experiments::{Env, PausedBacklog, Sizes, Throughput, BASE_CONF};
+use crate::util::{log, psql_file, R};
 
 /// `copy_target`: a partitioned twin of the partitioned `user_events`, partition for partition.
 const PARTITIONED_COPY_TARGET: &str = "
@@ -24,34 +24,17 @@ pub fn partitioned(env: &Env, z: &Sizes) -> R<Throughput> {
         "== 7. backlog into a partitioned user_events: {} files x {} rows",
         z.backlog_files, z.backlog_rows_per_file
     ));
-    let dir = env.fresh("partitioned")?;
-    let mut cluster = env.cluster(&dir, &BASE_CONF)?;
-    let input = cluster.input_dir().to_path_buf();
-    let port = cluster.port();
-    let c = cluster.client();
-    pause(c)?;
+    let mut b = PausedBacklog::start(env, z, "partitioned", &BASE_CONF)?;
     psql_file(
-        port,
+        b.cluster.port(),
         &env.repo.join("sql/partition_user_events.sql"),
         &[("granularity", "month"), ("start", "2024-04-01")],
     )?;
-    let (staged, rows) = stage(
-        &env.repo,
-        &dir.join("staging"),
-        z.backlog_files,
-        z.backlog_rows_per_file,
-        2,
-    )?;
-    let r = backlog_rounds(
-        c,
-        &input,
-        &staged,
-        rows,
+    let r = b.run(
         z.backlog_rounds.clamp(1, 3),
         PARTITIONED_COPY_TARGET,
         "partitioned",
     )?;
-    drop(cluster);
-    env.clean(&dir);
+    b.finish(env);
     Ok(r)
 }

@@ -47,6 +47,8 @@ pub struct Results {
     pub partitioned: Option<Throughput>,
     #[serde(default)]
     pub time_queries: Option<TimeQueries>,
+    #[serde(default)]
+    pub workers: Option<Vec<crate::workers::WithWorkers>>,
 }
 
 fn rps(v: f64) -> String {
@@ -99,6 +101,7 @@ pub fn figures(r: &Results) -> Vec<Figure> {
     let pipelines = r.pipelines.as_ref();
     let partitioned = r.partitioned.as_ref();
     let time_queries = r.time_queries.as_ref();
+    let workers = r.workers.as_deref().unwrap_or_default();
     let mut f = Vec::new();
     if let Some(b) = backlog {
         f.push(fig(
@@ -353,6 +356,26 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             Some(q.ingest_brin_seconds / q.ingest_seconds),
             None,
             false,
+        ));
+    }
+    for (w, letter) in workers.iter().zip(["a", "b", "c", "d"]) {
+        let b = &w.throughput;
+        f.push(fig(
+            &format!("9{letter}"),
+            &format!("{} worker(s)", w.workers),
+            &format!(
+                "backlog of {} files ({} rows) with {} worker(s) (ecommerce_ingest.workers) vs COPY by one session; {:.2}x one worker; median of {} rounds",
+                b.files,
+                b.rows,
+                w.workers,
+                w.speedup,
+                b.rounds.len()
+            ),
+            rps(b.worker_rows_per_second),
+            format!("COPY {}", rps(b.copy_rows_per_second)),
+            Some(b.ratio),
+            None,
+            true,
         ));
     }
     f

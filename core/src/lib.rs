@@ -9,6 +9,7 @@ pub mod mapping;
 pub mod options;
 pub mod policy;
 pub mod rows;
+pub mod share;
 pub mod shown;
 pub mod source;
 pub mod staging;
@@ -24,3 +25,4 @@ pub use options::{
     Encoding, Format, OptionError, PipelineOptions, PipelineSettings, ProcessedAction,
 };
 pub use rows::{OpenError, Record, Resume, RowOutcome, RowReader, MAX_RECORD_BYTES_DEFAULT};
+pub use share::{share_of, Share};

@@ -86,6 +86,8 @@ pub struct PipelineSettings {
     pub processed_action: Option<ProcessedAction>,
     pub archive_dir: Option<String>,
     pub failed_dir: Option<String>,
+    /// How many workers ingest the pipeline's files (see [`crate::share`]).
+    pub workers: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +202,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "processed_action",
     "archive_dir",
     "failed_dir",
+    "workers",
 ];
 const CSV_KEYS: &[&str] = &[
     "delimiter",
@@ -553,6 +556,12 @@ fn parse_settings(obj: &Map<String, Value>) -> Result<PipelineSettings, OptionEr
     s.chunk_size_kb = get("chunk_size", 64, 16_777_216, "kB")?;
     s.batch_rows = get("batch_rows", 1, 1_000_000, "rows")?;
     s.min_file_age_ms = get("min_file_age", 0, 86_400_000, "milliseconds")?;
+    s.workers = get(
+        "workers",
+        1,
+        u64::from(crate::share::MAX_WORKERS),
+        "workers",
+    )?;
     if let Some(v) = obj.get("processed_action") {
         s.processed_action = Some(match v.as_str() {
             Some("keep") => ProcessedAction::Keep,

@@ -89,6 +89,9 @@ pub struct Entry {
     pub prefix_hash: Option<u64>,
     /// When the ledger first recorded the file (PostgreSQL timestamp: µs since 2000-01-01).
     pub discovered_at: i64,
+    /// When the file was seen to leave the input folder (archived, deleted, moved to the failed
+    /// folder, or gone), as a PostgreSQL timestamp; `None` while it is there.
+    pub left_at: Option<i64>,
 }
 
 /// What one committed step writes to a file's ledger row.
@@ -171,6 +174,8 @@ impl Entry {
             identity: u.identity.or_else(|| before.and_then(|b| b.identity)),
             prefix_hash: u.prefix_hash.or_else(|| before.and_then(|b| b.prefix_hash)),
             discovered_at: before.map_or(now, |b| b.discovered_at),
+            // Written: the file is in the folder.
+            left_at: None,
         }
     }
 }
@@ -189,6 +194,38 @@ pub fn hash_hex(h: u64) -> String {
 
 pub fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
+}
+
+/// A file's ledger row as the database has it, read under this worker's claim on the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InDb {
+    pub offset: u64,
+    pub status: FileStatus,
+}
+
+/// What a file's ledger row must agree on with the worker's copy before a transaction writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Rows are about to be committed: the committed offset (another session's committed rows
+    /// would otherwise be ingested twice).
+    Offset,
+    /// Only a status and its message: the status too (another worker's verdict is never
+    /// overwritten by one made from an older copy).
+    OffsetAndStatus,
+}
+
+/// The database's row (`None`: no row) says what the worker's copy says: nobody else wrote the
+/// file's row since the copy was made. When it does not, nothing is written and the copy is
+/// reloaded.
+pub fn agrees(in_db: Option<InDb>, copy: Option<&Entry>, check: Check) -> bool {
+    match (in_db, copy) {
+        (None, None) => true,
+        // Deleted (ingest_retry()) or written by another: the copy is out of date.
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(d), Some(e)) => {
+            d.offset == e.resume.byte && (check == Check::Offset || d.status == e.status)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,5 +313,58 @@ mod tests {
         assert_eq!(parse_hex("xyz"), None);
         assert_eq!(pg_micros(PG_EPOCH_US * 1000), 0);
         assert_eq!(pg_micros(PG_EPOCH_US * 1000 - 1), -1, "rounds down");
+    }
+
+    fn entry(byte: u64, status: FileStatus) -> Entry {
+        Entry {
+            status,
+            size: 10,
+            mtime_ns: 0,
+            resume: Resume { byte, line: 2 },
+            chunks: 1,
+            hash: None,
+            identity: None,
+            prefix_hash: None,
+            discovered_at: 0,
+            left_at: None,
+        }
+    }
+
+    #[test]
+    fn the_row_in_the_database_must_agree_with_the_copy() {
+        let db = |offset, status| Some(InDb { offset, status });
+        let done = entry(100, FileStatus::Done);
+        assert!(agrees(None, None, Check::Offset));
+        assert!(agrees(None, None, Check::OffsetAndStatus));
+        // Another worker committed rows of a file this one thinks new.
+        assert!(!agrees(db(100, FileStatus::Done), None, Check::Offset));
+        // Deleted by ingest_retry().
+        assert!(!agrees(None, Some(&done), Check::Offset));
+        assert!(agrees(
+            db(100, FileStatus::Done),
+            Some(&done),
+            Check::Offset
+        ));
+        assert!(!agrees(
+            db(200, FileStatus::Done),
+            Some(&done),
+            Check::Offset
+        ));
+        // Rows: only the offset matters; a status-only write: the status too.
+        assert!(agrees(
+            db(100, FileStatus::Failed),
+            Some(&done),
+            Check::Offset
+        ));
+        assert!(!agrees(
+            db(100, FileStatus::Failed),
+            Some(&done),
+            Check::OffsetAndStatus
+        ));
+        assert!(agrees(
+            db(100, FileStatus::Done),
+            Some(&done),
+            Check::OffsetAndStatus
+        ));
     }
 }

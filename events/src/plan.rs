@@ -235,10 +235,88 @@ pub fn history_prune_due(
     more || since_last.is_none_or(|d| d >= keep.min(HISTORY_PRUNE_EVERY))
 }
 
+/// How long a worker may go without an idle trigger before its housekeeping runs anyway.
+pub const HOUSEKEEPING_STARVES_AFTER: Duration = Duration::from_secs(300);
+
+/// Whether a worker does its housekeeping (retention, the counters' fold) after this trigger:
+/// when it was idle, or when every trigger has found work for [`HOUSEKEEPING_STARVES_AFTER`]
+/// (each step is a small batch, and paces itself: see [`history_prune_due`]).
+pub fn housekeeping_due(idle: bool, busy_for: Option<Duration>) -> bool {
+    idle || busy_for.is_some_and(|d| d >= HOUSEKEEPING_STARVES_AFTER)
+}
+
+/// A file's ledger entry may record that the file left the input folder: its status is final
+/// (nothing more will be read of it) and it is not there. An entry still being ingested is
+/// never marked: `plan::vanished` decides what happens to it first.
+pub fn left_the_folder(e: &Entry, present: bool) -> bool {
+    !present && e.left_at.is_none() && closed(e.status)
+}
+
+/// Nothing more will be read of a file with this status (a changed file is never resumed).
+fn closed(s: FileStatus) -> bool {
+    s.is_final() || s == FileStatus::Changed
+}
+
+/// A file's record may be deleted (`ecommerce_ingest.ledger_retention`): the file left the
+/// input folder at least `keep` before `now` (PostgreSQL timestamps, µs) and has not come back.
+pub fn ledger_prunable(e: &Entry, now: i64, keep: Option<Duration>) -> bool {
+    match (keep, e.left_at) {
+        (Some(keep), Some(left)) => closed(e.status) && now - left >= keep.as_micros() as i64,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reader::Resume;
+
+    #[test]
+    fn housekeeping_runs_when_idle_or_after_minutes_of_steady_work() {
+        assert!(housekeeping_due(true, None));
+        assert!(!housekeeping_due(false, Some(Duration::from_secs(10))));
+        assert!(!housekeeping_due(false, None));
+        assert!(housekeeping_due(false, Some(HOUSEKEEPING_STARVES_AFTER)));
+    }
+
+    #[test]
+    fn a_record_is_pruned_only_once_its_file_left_long_enough_ago() {
+        let mut e = entry_with(FileStatus::Done);
+        let keep = Some(Duration::from_secs(10));
+        assert!(left_the_folder(&e, false));
+        assert!(!left_the_folder(&e, true), "still there");
+        assert!(
+            !ledger_prunable(&e, 100_000_000, keep),
+            "not known to have left"
+        );
+        e.left_at = Some(1_000_000);
+        assert!(!left_the_folder(&e, false), "already marked");
+        assert!(!ledger_prunable(&e, 10_999_999, keep));
+        assert!(ledger_prunable(&e, 11_000_000, keep));
+        assert!(
+            !ledger_prunable(&e, 11_000_000, None),
+            "no retention: kept for ever"
+        );
+        let mut growing = entry_with(FileStatus::Growing);
+        assert!(!left_the_folder(&growing, false), "in progress: not marked");
+        growing.left_at = Some(0);
+        assert!(!ledger_prunable(&growing, i64::MAX, keep));
+    }
+
+    fn entry_with(status: FileStatus) -> Entry {
+        Entry {
+            status,
+            size: 1,
+            mtime_ns: 0,
+            resume: Resume::default(),
+            chunks: 1,
+            hash: None,
+            identity: None,
+            prefix_hash: None,
+            discovered_at: 0,
+            left_at: None,
+        }
+    }
 
     fn cand(size: u64, mtime_ns: i64) -> Candidate {
         Candidate {
@@ -266,6 +344,7 @@ mod tests {
             }),
             prefix_hash: None,
             discovered_at: 0,
+            left_at: None,
         }
     }
 

@@ -82,9 +82,13 @@ CREATE TABLE ingest_ledger (
     pipeline         text NOT NULL DEFAULT 'events',
     -- Rows skipped because their key was already in the target (a pipeline's dedup_key).
     rows_duplicate   bigint NOT NULL DEFAULT 0,
-    CONSTRAINT ingest_ledger_pkey PRIMARY KEY (pipeline, file_name)
+    CONSTRAINT ingest_ledger_pkey PRIMARY KEY (pipeline, file_name),
+    -- When the file was seen to leave the input folder (NULL: it is there, or not known to
+    -- have left); ecommerce_ingest.ledger_retention after it, the row is deleted.
+    left_at          timestamptz
 );
 COMMENT ON TABLE ingest_ledger IS 'One row per input file: how far it was ingested. Written in the same transaction as the rows.';
+CREATE INDEX ingest_ledger_left_idx ON ingest_ledger (pipeline, left_at) WHERE left_at IS NOT NULL;
 
 CREATE TABLE ingest_chunks (
     file_name     text NOT NULL,
@@ -155,39 +159,71 @@ CREATE TABLE ingest_pipelines (
 );
 COMMENT ON TABLE ingest_pipelines IS 'One row per pipeline besides events: its folder, target table, format, options and owner.';
 
--- Each pipeline's counters, kept by a trigger on ingest_ledger in the transaction that changes
--- the ledger, so that ingest_status() reads one row per pipeline whatever the number of files
--- ever ingested. Derived data: not dumped (restoring the ledger fires the trigger again).
+-- Each pipeline's counters, kept by triggers on ingest_ledger in the transaction that changes
+-- the ledger, so that ingest_status() reads a few rows per pipeline whatever the number of files
+-- ever ingested. Derived data: not dumped (restoring the ledger fires the triggers again).
+-- A pipeline's counters are the sum of its shards. Each statement on the ledger adds its deltas
+-- to the shard of its backend (1 + pg_backend_pid() % 1023), so that concurrent writers (several
+-- workers of a pipeline) almost never wait for one another's row; shard 0 holds what each
+-- pipeline's worker, while idle, folds the other shards into (worker/sql.rs, FOLD_COUNTERS).
 CREATE TABLE ingest_counters (
-    pipeline      text PRIMARY KEY,
+    pipeline      text NOT NULL,
     files_done    bigint NOT NULL DEFAULT 0,
     files_failed  bigint NOT NULL DEFAULT 0,
     rows_ok       bigint NOT NULL DEFAULT 0,
-    rows_rejected bigint NOT NULL DEFAULT 0
+    rows_rejected bigint NOT NULL DEFAULT 0,
+    -- (last: 0.4.0 added it to the table, and an updated installation equals a new one)
+    shard         integer NOT NULL DEFAULT 0,
+    CONSTRAINT ingest_counters_pkey PRIMARY KEY (pipeline, shard)
 );
-COMMENT ON TABLE ingest_counters IS 'Per pipeline: files done and failed, rows ingested and rejected, as ingest_ledger says (kept by a trigger).';
+COMMENT ON TABLE ingest_counters IS 'Per pipeline, summed over its shards: files done and failed, rows ingested and rejected, as ingest_ledger says (kept by triggers).';
 CREATE FUNCTION ingest_count_ledger() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $count$
 BEGIN
-    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
-        INSERT INTO public.ingest_counters AS c (pipeline, files_done, files_failed, rows_ok, rows_rejected)
-        VALUES (OLD.pipeline,
-                CASE WHEN OLD.status OPERATOR(pg_catalog.=) 'done' THEN -1 ELSE 0 END,
-                CASE WHEN OLD.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN -1 ELSE 0 END,
-                OPERATOR(pg_catalog.-) OLD.rows_ok, OPERATOR(pg_catalog.-) OLD.rows_rejected)
-        ON CONFLICT (pipeline) DO UPDATE SET
+    -- Once per statement, from its transition tables: each pipeline's deltas added to this
+    -- backend's shard in one upsert. A branch names only the tables its own trigger declares
+    -- (PL/pgSQL plans a statement when it first runs it).
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        INSERT INTO public.ingest_counters AS c (pipeline, shard, files_done, files_failed, rows_ok, rows_rejected)
+        SELECT d.pipeline, 1 OPERATOR(pg_catalog.+) (pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) 1023),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) 'done' THEN d.sign ELSE 0 END),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN d.sign ELSE 0 END),
+               pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_ok), pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_rejected)
+          FROM (SELECT pipeline, status, rows_ok, rows_rejected, 1 AS sign FROM new_rows) d
+         GROUP BY d.pipeline
+        ON CONFLICT (pipeline, shard) DO UPDATE SET
             files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
             files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
             rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
             rows_rejected = c.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected;
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
-        INSERT INTO public.ingest_counters AS c (pipeline, files_done, files_failed, rows_ok, rows_rejected)
-        VALUES (NEW.pipeline,
-                CASE WHEN NEW.status OPERATOR(pg_catalog.=) 'done' THEN 1 ELSE 0 END,
-                CASE WHEN NEW.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN 1 ELSE 0 END,
-                NEW.rows_ok, NEW.rows_rejected)
-        ON CONFLICT (pipeline) DO UPDATE SET
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        INSERT INTO public.ingest_counters AS c (pipeline, shard, files_done, files_failed, rows_ok, rows_rejected)
+        SELECT d.pipeline, 1 OPERATOR(pg_catalog.+) (pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) 1023),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) 'done' THEN d.sign ELSE 0 END),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN d.sign ELSE 0 END),
+               pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_ok), pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_rejected)
+          FROM (SELECT pipeline, status, rows_ok, rows_rejected, 1 AS sign FROM new_rows
+                UNION ALL
+                SELECT pipeline, status, rows_ok, rows_rejected, -1 FROM old_rows) d
+         GROUP BY d.pipeline
+        ON CONFLICT (pipeline, shard) DO UPDATE SET
+            files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
+            files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
+            rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
+            rows_rejected = c.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected;
+    ELSIF pg_catalog.current_setting('ecommerce_ingest.forgetting', true) OPERATOR(pg_catalog.=) 'on' THEN
+        -- A worker forgetting files that left the folder long ago (ledger_retention): what
+        -- they brought stays counted.
+        NULL;
+    ELSE
+        INSERT INTO public.ingest_counters AS c (pipeline, shard, files_done, files_failed, rows_ok, rows_rejected)
+        SELECT d.pipeline, 1 OPERATOR(pg_catalog.+) (pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.%) 1023),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) 'done' THEN d.sign ELSE 0 END),
+               pg_catalog.sum(CASE WHEN d.status OPERATOR(pg_catalog.=) ANY ('{failed,changed}'::text[]) THEN d.sign ELSE 0 END),
+               pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_ok), pg_catalog.sum(d.sign OPERATOR(pg_catalog.*) d.rows_rejected)
+          FROM (SELECT pipeline, status, rows_ok, rows_rejected, -1 AS sign FROM old_rows) d
+         GROUP BY d.pipeline
+        ON CONFLICT (pipeline, shard) DO UPDATE SET
             files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
             files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
             rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
@@ -196,8 +232,12 @@ BEGIN
     RETURN NULL;
 END
 $count$;
-CREATE TRIGGER ingest_ledger_counts AFTER INSERT OR UPDATE OR DELETE ON ingest_ledger
-    FOR EACH ROW EXECUTE FUNCTION ingest_count_ledger();
+CREATE TRIGGER ingest_ledger_counts_insert AFTER INSERT ON ingest_ledger
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ingest_count_ledger();
+CREATE TRIGGER ingest_ledger_counts_update AFTER UPDATE ON ingest_ledger
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ingest_count_ledger();
+CREATE TRIGGER ingest_ledger_counts_delete AFTER DELETE ON ingest_ledger
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION ingest_count_ledger();
 -- TRUNCATE of the ledger empties the counters too.
 CREATE FUNCTION ingest_count_truncate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $truncate$
@@ -227,7 +267,7 @@ SELECT pg_catalog.pg_extension_config_dump('ingest_pipelines', '');
 CREATE VIEW ingest_files AS
     SELECT file_name, file_id, status, size, content_hash, rows_ok, rows_rejected, chunks,
            committed_offset, error, extra_columns, mtime, discovered_at, committed_at, finished_at,
-           pipeline, rows_duplicate
+           pipeline, rows_duplicate, left_at
       FROM ingest_ledger;
 COMMENT ON VIEW ingest_files IS 'One row per input file: status, size, content hash, rows ingested and rejected, error.';
 

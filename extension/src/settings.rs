@@ -34,6 +34,13 @@ pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MIN_FILE_AGE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_RECORD_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024);
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Seconds a file's record is kept after the file left the input folder; 0: for ever.
+pub static LEDGER_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Set (for its transaction only) by a worker deleting records of files long gone: the counters
+/// keep what those files brought (see schema.sql, ingest_count_ledger).
+pub static FORGETTING: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// How many workers ingest the events pipeline's files (each owns a share of the names).
+pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// Seconds the history (rejects, batch log, chunks of done files) is kept; 0: for ever.
 pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Folders under which a non-superuser may create pipelines (comma-separated; empty: none).
@@ -167,13 +174,31 @@ pub fn register(preloading: bool) {
     );
     GucRegistry::define_int_guc(
         c"ecommerce_ingest.history_retention",
-        c"How long rejected rows, the batch history and the chunk rows of done files are kept (0: for ever).",
-        c"Older rows are deleted by each pipeline's worker while it is idle, a few thousand at a time. The ledger (ingest_files) is kept: it is what makes a file exactly once.",
+        c"How long rejected rows and the batch history are kept (0: for ever).",
+        c"Older rows are deleted by each pipeline's first worker while it is idle (or after 5 minutes of steady work), a few thousand at a time. The ledger (ingest_files) and its chunks are kept: see ecommerce_ingest.ledger_retention.",
         &HISTORY_RETENTION_S,
         0,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.ledger_retention",
+        c"How long a file's record (its ingest_files row and chunks) is kept after the file left the input folder (0: for ever).",
+        c"A file leaves when it is archived, deleted or moved to the failed folder, or is found gone at a full scan. A record is never deleted while its file is in the folder; a file copied back after its record was deleted is ingested again as a new file. The counters of ingest_status() keep what forgotten files brought.",
+        &LEDGER_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"ecommerce_ingest.forgetting",
+        c"Internal: set by a worker for the transaction that deletes records of files gone long ago.",
+        c"",
+        &FORGETTING,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE | GucFlags::DISALLOW_IN_AUTO_FILE,
     );
     GucRegistry::define_int_guc(
         c"ecommerce_ingest.lock_timeout",
@@ -184,6 +209,16 @@ pub fn register(preloading: bool) {
         3600 * 1000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"ecommerce_ingest.workers",
+        c"How many workers ingest the events pipeline's files at once.",
+        c"Each worker owns the files whose name hashes to it (a file and all its chunks belong to one worker); every worker is a background worker of its own (max_worker_processes must leave room). A pipeline has its own option \"workers\".",
+        &WORKERS,
+        1,
+        ingest_core::share::MAX_WORKERS as i32,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     // SAFETY: called from _PG_init, on the only thread, with a NUL-terminated static string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"ecommerce_ingest".as_ptr()) };
@@ -215,6 +250,10 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// How long the history is kept (`None`: for ever); see worker/retention.rs.
     pub history_retention: Option<Duration>,
+    /// How long a file's record is kept after the file left the folder (`None`: for ever).
+    pub ledger_retention: Option<Duration>,
+    /// How many workers share the pipeline's files (ingest_core::share).
+    pub workers: u32,
     /// What the files hold and where their rows go.
     pub source: Source,
 }
@@ -285,6 +324,13 @@ impl Settings {
                 0 => None,
                 s => Some(Duration::from_secs(s as u64)),
             },
+            ledger_retention: match LEDGER_RETENTION_S.get() {
+                0 => None,
+                s => Some(Duration::from_secs(s as u64)),
+            },
+            workers: WORKERS
+                .get()
+                .clamp(1, ingest_core::share::MAX_WORKERS as i32) as u32,
             source: Source::Events,
         }
     }
@@ -347,6 +393,8 @@ impl Settings {
             max_record_bytes: base.max_record_bytes,
             lock_timeout: base.lock_timeout,
             history_retention: base.history_retention,
+            ledger_retention: base.ledger_retention,
+            workers: o.workers.map_or(1, |w| w as u32),
             source: Source::Pipeline(def),
         }
     }

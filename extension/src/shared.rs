@@ -1,6 +1,7 @@
-//! Shared memory: each pipeline worker's live status, read by ingest_status(), and its wake-up
-//! latch. One slot per pipeline: slot 0 is the events pipeline (configured in postgresql.conf);
-//! the others are handed out by the events worker when it starts a pipeline's worker.
+//! Shared memory: each ingestion worker's live status, read by ingest_status() and
+//! ingest_workers(), and its wake-up latch. One slot per worker: slot 0 is the events pipeline's
+//! first worker (configured in postgresql.conf); the others are handed out by that worker when
+//! it starts a worker of a pipeline (or the events pipeline's further workers).
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::pg_sys;
@@ -52,6 +53,22 @@ impl WorkerState {
             WorkerState::Degraded => "degraded",
             WorkerState::WaitingForLock => "waiting_for_lock",
             WorkerState::Standby => "standby",
+        }
+    }
+}
+
+impl WorkerState {
+    /// Which state speaks for a pipeline whose workers are in different states: the higher.
+    fn weight(self) -> u8 {
+        match self {
+            WorkerState::Running | WorkerState::Paused => 0,
+            WorkerState::Stopped => 1,
+            WorkerState::Standby => 2,
+            WorkerState::WaitingForExtension | WorkerState::WaitingForDatabase => 3,
+            WorkerState::WaitingForLock => 4,
+            WorkerState::Degraded => 5,
+            WorkerState::WaitingForUpdate => 6,
+            WorkerState::Error => 7,
         }
     }
 }
@@ -116,14 +133,21 @@ unsafe impl PGRXSharedMemory for Status {}
 
 /// Most pipelines with a worker at once (the events pipeline included).
 pub const MAX_PIPELINES: usize = 32;
+/// Most workers at once, all pipelines together (each has a slot).
+pub const MAX_SLOTS: usize = 64;
 /// Longest pipeline name (as the catalog's CHECK allows).
 pub const NAME_LEN: usize = 64;
 
-/// A pipeline's slot: its name (empty: free) and its worker's status.
+/// A worker's slot: its pipeline's name (empty: free), which of the pipeline's workers it is,
+/// and its status.
 #[derive(Clone, Copy)]
 pub struct Slot {
     pub name_len: usize,
     pub name: [u8; NAME_LEN],
+    /// 0-based: worker `index` of the pipeline's `workers` (see ingest_core::share).
+    pub index: u32,
+    /// When the events worker handed the slot out (to start its worker).
+    pub claimed_at: pg_sys::TimestampTz,
     pub status: Status,
 }
 
@@ -132,6 +156,8 @@ impl Default for Slot {
         Slot {
             name_len: 0,
             name: [0; NAME_LEN],
+            index: 0,
+            claimed_at: 0,
             status: Status::default(),
         }
     }
@@ -145,36 +171,56 @@ impl Slot {
 
 #[derive(Clone, Copy)]
 pub struct Slots {
-    pub slots: [Slot; MAX_PIPELINES],
+    pub slots: [Slot; MAX_SLOTS],
 }
 
 impl Default for Slots {
     fn default() -> Self {
         Slots {
-            slots: [Slot::default(); MAX_PIPELINES],
+            slots: [Slot::default(); MAX_SLOTS],
         }
     }
 }
 
 impl Slots {
-    /// The slot of the pipeline named `name`.
-    pub fn find(&self, name: &str) -> Option<usize> {
-        if name == crate::settings::EVENTS_PIPELINE {
+    /// The slot of worker `index` of the pipeline named `name`.
+    pub fn find(&self, name: &str, index: u32) -> Option<usize> {
+        if name == crate::settings::EVENTS_PIPELINE && index == 0 {
             return Some(0);
         }
-        (1..MAX_PIPELINES).find(|&i| self.slots[i].name_len > 0 && self.slots[i].name() == name)
+        (1..MAX_SLOTS).find(|&i| {
+            let s = &self.slots[i];
+            s.name_len > 0 && s.name() == name && s.index == index
+        })
     }
 
-    /// The slot of `name`, taking a free one if it has none (`None`: all taken).
-    pub fn claim(&mut self, name: &str) -> Option<usize> {
-        if let Some(i) = self.find(name) {
+    /// The slots of every worker of the pipeline named `name`, by worker index.
+    pub fn of(&self, name: &str) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..MAX_SLOTS)
+            .filter(|&i| {
+                let s = &self.slots[i];
+                (i == 0 && name == crate::settings::EVENTS_PIPELINE)
+                    || (i > 0 && s.name_len > 0 && s.name() == name)
+            })
+            .collect();
+        v.sort_by_key(|&i| self.slots[i].index);
+        v
+    }
+
+    /// The slot of worker `index` of `name`, taking a free one if it has none (`None`: all
+    /// taken).
+    pub fn claim(&mut self, name: &str, index: u32) -> Option<usize> {
+        if let Some(i) = self.find(name, index) {
             return Some(i);
         }
-        let i = (1..MAX_PIPELINES).find(|&i| self.slots[i].name_len == 0)?;
+        let i = (1..MAX_SLOTS).find(|&i| self.slots[i].name_len == 0)?;
         let n = name.len().min(NAME_LEN);
         self.slots[i] = Slot::default();
         self.slots[i].name[..n].copy_from_slice(&name.as_bytes()[..n]);
         self.slots[i].name_len = n;
+        self.slots[i].index = index;
+        // SAFETY: reads the clock; callable from any backend.
+        self.slots[i].claimed_at = unsafe { pg_sys::GetCurrentTimestamp() };
         Some(i)
     }
 }
@@ -191,7 +237,7 @@ static MY_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes this process the worker of slot `i` (a pipeline worker, at its start).
 pub fn set_my_slot(i: usize) {
-    MY_SLOT.store(i.min(MAX_PIPELINES - 1), Ordering::Relaxed);
+    MY_SLOT.store(i.min(MAX_SLOTS - 1), Ordering::Relaxed);
 }
 
 pub fn my_slot() -> usize {
@@ -265,6 +311,45 @@ impl Status {
     }
 }
 
+/// One status for a pipeline's workers (`all`: by worker index, the first worker first): the
+/// first worker's pid and trigger times, the most serious state (and what explains it), the
+/// sums of pending files and rates, the oldest pending file, the latest error. A later worker
+/// that stopped (it is started again within seconds) does not make the pipeline `no_worker`.
+pub fn combined(all: &[Status]) -> Status {
+    let Some(first) = all.first() else {
+        return Status::default();
+    };
+    let mut c = *first;
+    for s in &all[1..] {
+        if s.pid == 0 && s.state == WorkerState::Stopped {
+            continue;
+        }
+        if s.state.weight() > c.state.weight() {
+            c.state = s.state;
+            c.detail = s.detail;
+            c.detail_len = s.detail_len;
+        }
+        c.pending_files += s.pending_files;
+        c.rows_per_second += s.rows_per_second;
+        c.last_batch_rows += s.last_batch_rows;
+        c.last_batch_ms = c.last_batch_ms.max(s.last_batch_ms);
+        c.last_trigger_at = c.last_trigger_at.max(s.last_trigger_at);
+        c.last_trigger_ms = c.last_trigger_ms.max(s.last_trigger_ms);
+        if s.oldest_pending_at != 0
+            && (c.oldest_pending_at == 0 || s.oldest_pending_at < c.oldest_pending_at)
+        {
+            c.oldest_pending_at = s.oldest_pending_at;
+        }
+        if s.last_error_len > 0 && s.last_error_at > c.last_error_at {
+            c.last_error = s.last_error;
+            c.last_error_len = s.last_error_len;
+            c.last_error_at = s.last_error_at;
+        }
+        c.blocked |= s.blocked;
+    }
+    c
+}
+
 /// Copies `msg` into `buf`, cut on a character boundary; returns the length copied.
 fn copy_capped(buf: &mut [u8; ERR_LEN], msg: &str) -> usize {
     let mut n = msg.len().min(ERR_LEN);
@@ -275,19 +360,33 @@ fn copy_capped(buf: &mut [u8; ERR_LEN], msg: &str) -> usize {
     n
 }
 
-/// Asks the events worker to run a trigger now. Returns false when no worker runs.
+/// Asks the events pipeline's workers to run a trigger now (the first of them also starts and
+/// stops the other pipelines' workers). Returns false when no worker runs.
 pub fn wake_worker(trigger: bool) -> bool {
-    wake_slot(0, trigger)
+    wake_pipeline(crate::settings::EVENTS_PIPELINE, trigger)
 }
 
-/// Asks the worker of the pipeline named `name` to run a trigger now. Returns false when no
+/// Asks the workers of the pipeline named `name` to run a trigger now. Returns false when no
 /// worker runs for it.
 pub fn wake_pipeline(name: &str, trigger: bool) -> bool {
     if !preloaded() {
         return false;
     }
-    let slot = SLOTS.share().find(name);
-    slot.is_some_and(|i| wake_slot(i, trigger))
+    let slots = SLOTS.share().of(name);
+    slots
+        .into_iter()
+        .fold(false, |woke, i| wake_slot(i, trigger) | woke)
+}
+
+/// Asks every worker of pipeline `name` to reload its copy of the ledger (ingest_retry()).
+pub fn reload_ledger(name: &str) {
+    if !preloaded() {
+        return;
+    }
+    let mut all = SLOTS.exclusive();
+    for i in all.of(name) {
+        all.slots[i].status.ledger_generation += 1;
+    }
 }
 
 fn wake_slot(i: usize, trigger: bool) -> bool {

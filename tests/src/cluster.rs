@@ -400,6 +400,21 @@ impl Cluster {
     }
 
     /// Writes `.name.tmp` in the input folder, then renames it to `name`.
+    /// Table `t (id int)` and a CSV pipeline `name` into it, from folder `<root>/<name>` (owned
+    /// by postgres) with `options` (JSON); returns the folder.
+    pub fn pipeline_into_t(&mut self, name: &str, options: &str) -> PathBuf {
+        let dir = self.root_dir().join(name);
+        crate::postgres_folder(&dir);
+        self.execute("CREATE TABLE t (id int)");
+        self.execute(&format!(
+            "SELECT ingest_create_pipeline({}, {}, 't', 'csv', {})",
+            crate::lit(name),
+            crate::lit(&dir.display().to_string()),
+            crate::lit(options)
+        ));
+        dir
+    }
+
     pub fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> PathBuf {
         write_atomic(&self.input, name, bytes)
     }

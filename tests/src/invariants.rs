@@ -75,3 +75,40 @@ pub fn ledger_problems(client: &mut Client) -> Vec<String> {
     }
     out
 }
+
+/// Checks `ingest_status()`'s counters (files_ingested, files_failed, rows_ingested,
+/// rows_rejected: kept in `ingest_counters` by triggers on the ledger) against the ledger's own
+/// sums, for every pipeline the status shows, both read in one snapshot (a REPEATABLE READ
+/// transaction: a worker committing meanwhile cannot make them differ). Returns one line per
+/// pipeline that differs (empty: they agree). Needs 0.3.0 or later (a ledger with pipelines).
+pub fn counter_problems(client: &mut Client) -> Vec<String> {
+    let q = "WITH s AS (SELECT pipeline, files_ingested, files_failed, rows_ingested, rows_rejected
+                        FROM ingest_status()),
+                  l AS (SELECT pipeline, count(*) FILTER (WHERE status = 'done') AS files_ingested,
+                               count(*) FILTER (WHERE status IN ('failed', 'changed')) AS files_failed,
+                               coalesce(sum(rows_ok), 0)::int8 AS rows_ingested,
+                               coalesce(sum(rows_rejected), 0)::int8 AS rows_rejected
+                          FROM ingest_ledger GROUP BY pipeline)
+             SELECT format('%s: ingest_status() counts %s/%s files ingested/failed and %s/%s rows \
+                            ingested/rejected, the ledger %s/%s and %s/%s',
+                           s.pipeline, s.files_ingested, s.files_failed, s.rows_ingested, s.rows_rejected,
+                           coalesce(l.files_ingested, 0), coalesce(l.files_failed, 0),
+                           coalesce(l.rows_ingested, 0), coalesce(l.rows_rejected, 0))
+               FROM s LEFT JOIN l ON l.pipeline = s.pipeline
+              WHERE (s.files_ingested, s.files_failed, s.rows_ingested, s.rows_rejected)
+                    IS DISTINCT FROM (coalesce(l.files_ingested, 0), coalesce(l.files_failed, 0),
+                                      coalesce(l.rows_ingested, 0), coalesce(l.rows_rejected, 0))";
+    let mut t = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .expect("begin");
+    let out = t
+        .query(q, &[])
+        .expect("counters against the ledger")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    t.commit().expect("commit");
+    out
+}

@@ -9,7 +9,8 @@
 //! - `worker`: the worker through SQL: [`Status`], triggers, waits, killing the worker.
 //! - `expect`: what the files say must be stored ([`expected_rows`], [`EventRow`]) and the
 //!   comparison with what is ([`assert_same_rows`]).
-//! - `invariants`: what must hold at any moment ([`ledger_problems`], [`DUPLICATES_QUERY`]).
+//! - `invariants`: what must hold at any moment ([`ledger_problems`], [`counter_problems`],
+//!   [`DUPLICATES_QUERY`]).
 //! - `generate`: test input: [`gen_file`], [`Rng`], [`test_seed`], [`write_atomic`], the feeder.
 //! - `catalog`: the extension's SQL objects, compared across installs ([`extension_catalog`]).
 //! - `repo`: the repository: [`repo_root`], its scripts, [`previous_release`].
@@ -34,7 +35,7 @@ pub use generate::{
     copy_in_atomic, data_files, feeder_bin, gen_file, gen_row, run_feeder, test_seed, write_atomic,
     Rng,
 };
-pub use invariants::{ledger_problems, DUPLICATES_QUERY};
+pub use invariants::{counter_problems, ledger_problems, DUPLICATES_QUERY};
 pub use repo::{previous_release, repo_root, PreviousRelease};
 pub use sql::{db_error_text, expect_db_error, lit};
 pub use worker::Status;

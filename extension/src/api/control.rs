@@ -218,10 +218,7 @@ fn retry(file_name: &str, pipeline: &str) -> String {
     if shared::preloaded() {
         let pipeline = pipeline.to_string();
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-            let slot = shared::SLOTS.share().find(&pipeline);
-            if let Some(i) = slot {
-                shared::SLOTS.exclusive().slots[i].status.ledger_generation += 1;
-            }
+            shared::reload_ledger(&pipeline);
         });
     }
     shared::wake_pipeline_at_commit(pipeline);

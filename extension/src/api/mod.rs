@@ -1,9 +1,10 @@
-//! The SQL functions, grouped by job: `status` (ingest_status), `control` (pause, resume,
-//! trigger, retry) and `pipelines` (create, alter, drop).
+//! The SQL functions, grouped by job: `status` (ingest_status), `workers` (ingest_workers),
+//! `control` (pause, resume, trigger, retry) and `pipelines` (create, alter, drop).
 
 mod control;
 mod pipelines;
 mod status;
+mod workers;
 
 use pgrx::prelude::*;
 

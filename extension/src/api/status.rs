@@ -14,7 +14,7 @@ use crate::trust::{self, Schema};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
-fn ts(t: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {
+pub(super) fn ts(t: pg_sys::TimestampTz) -> Option<TimestampWithTimeZone> {
     (t != 0)
         .then(|| TimestampWithTimeZone::try_from(t).ok())
         .flatten()
@@ -81,6 +81,10 @@ type StatusV2 = (
     Option<TimestampWithTimeZone>,
     String,
 );
+
+/// How long a pipeline's further worker may take to start before the status says it is missing
+/// (its restart after a crash takes 5 s).
+const MISSING_AFTER_US: i64 = 10_000_000;
 
 /// ingest_status() as 0.2.0's SQL declares it: kept in the library (and not in the SQL) so that
 /// a server running this library with 0.2.0's SQL objects (before ALTER EXTENSION … UPDATE)
@@ -253,7 +257,11 @@ fn status_rows(events_only: bool) -> Vec<StatusRow> {
             paused: ev.paused,
             pause_reason,
             counts: ev,
-            slot: Some(0),
+            slots: if shared::preloaded() {
+                shared::SLOTS.share().of(settings::EVENTS_PIPELINE)
+            } else {
+                Vec::new()
+            },
         },
         &untrusted,
         &unreadable,
@@ -266,7 +274,7 @@ fn status_rows(events_only: bool) -> Vec<StatusRow> {
     let slots = shared::preloaded().then(|| *shared::SLOTS.share());
     for l in listed {
         let c = count(&l.name);
-        let slot = slots.as_ref().and_then(|s| s.find(&l.name));
+        let slots = slots.as_ref().map(|s| s.of(&l.name)).unwrap_or_default();
         rows.push(row_for(
             Pipe {
                 interval_ms: l
@@ -279,7 +287,7 @@ fn status_rows(events_only: bool) -> Vec<StatusRow> {
                 paused: l.paused,
                 pause_reason: None,
                 counts: c,
-                slot,
+                slots,
             },
             &untrusted,
             &unreadable,
@@ -300,8 +308,8 @@ struct Pipe {
     paused: bool,
     pause_reason: Option<String>,
     counts: Counts,
-    /// Its worker's slot in shared memory, if one was handed out.
-    slot: Option<usize>,
+    /// Its workers' slots in shared memory (those handed out), by worker index.
+    slots: Vec<usize>,
 }
 
 fn row_for(
@@ -320,7 +328,7 @@ fn row_for(
         paused,
         pause_reason,
         counts,
-        slot,
+        slots,
     } = p;
     let interval = interval_text(interval_ms.clamp(0, i32::MAX as i64) as i32);
     let mut row = StatusRow {
@@ -363,13 +371,38 @@ fn row_for(
         row.detail = "no worker runs: ecommerce_ingest is not in shared_preload_libraries; add it there and restart the server".into();
         return row;
     }
-    let s = slot.map_or_else(shared::Status::default, |i| {
-        shared::SLOTS.share().slots[i].status
-    });
+    let (all, missing): (Vec<shared::Status>, Vec<u32>) = {
+        let shm = shared::SLOTS.share();
+        let all = slots.iter().map(|&i| shm.slots[i].status).collect();
+        // Workers after the first that were to start some time ago and do not run: the files
+        // that hash to them wait.
+        let missing = slots
+            .iter()
+            .map(|&i| &shm.slots[i])
+            .filter(|w| {
+                w.index > 0
+                    && w.status.pid == 0
+                    && w.claimed_at != 0
+                    && now - w.claimed_at > MISSING_AFTER_US
+            })
+            .map(|w| w.index + 1)
+            .collect();
+        (all, missing)
+    };
+    let mut s = shared::combined(&all);
+    if !missing.is_empty() && matches!(s.state, WorkerState::Running | WorkerState::Paused) {
+        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+        let why = format!(
+            "worker(s) {} of this pipeline are not running (the log says why: max_worker_processes reached?); the files whose names hash to them wait until they start",
+            list.join(", ")
+        );
+        s.set_state(WorkerState::Degraded, Some(&why));
+    }
     // A worker blocked on a lock cannot say so itself: ask the lock manager.
-    let blocked = (s.pid != 0)
-        .then(|| lock_wait(s.pid))
-        .flatten()
+    let blocked = all
+        .iter()
+        .filter(|w| w.pid != 0)
+        .find_map(|w| lock_wait(w.pid))
         .or_else(|| {
             s.blocked.then(|| {
                 "a chunk gave up waiting for a lock held by another session and is retried every ecommerce_ingest.lock_timeout".to_string()
@@ -391,7 +424,7 @@ fn row_for(
         }
         _ => state,
     };
-    let events = slot == Some(0);
+    let events = row.pipeline == settings::EVENTS_PIPELINE;
     row.detail = match state {
         WorkerState::Stopped if events => format!(
             "the worker is not running (it restarts within 5 s of a crash; the server log says why); it connects to database {database:?}"
@@ -470,8 +503,9 @@ struct Counts {
     paused: bool,
 }
 
-/// Every pipeline's counters (from ingest_counters), the events pipeline's pause reason and the
-/// other pipelines, waiting at most a second for a lock on the tables (`Err`: why not).
+/// Every pipeline's counters (ingest_counters, summed over its shards), the events pipeline's
+/// pause reason and the other pipelines, waiting at most a second for a lock on the tables
+/// (`Err`: why not).
 /// `events_only`: the tables as 0.2.0 has them (no pipeline column, no ingest_pipelines, no
 /// counters: the ledger is summed).
 fn read_counts(events_only: bool) -> Result<Read, String> {
@@ -499,9 +533,13 @@ fn read_counts(events_only: bool) -> Result<Read, String> {
                         coalesce(sum(rows_ok), 0)::bigint, coalesce(sum(rows_rejected), 0)::bigint
                    FROM public.ingest_ledger"
             } else {
-                // One row per pipeline, kept by a trigger on the ledger: O(1) in its size.
-                "SELECT pipeline, files_done, files_failed, rows_ok, rows_rejected
-                   FROM public.ingest_counters"
+                // A few rows per pipeline (its shards), kept by triggers on the ledger: O(1) in
+                // its size. (0.3.0's table, one row per pipeline, reads the same way.)
+                "SELECT pipeline, pg_catalog.sum(files_done)::pg_catalog.int8,
+                        pg_catalog.sum(files_failed)::pg_catalog.int8,
+                        pg_catalog.sum(rows_ok)::pg_catalog.int8,
+                        pg_catalog.sum(rows_rejected)::pg_catalog.int8
+                   FROM public.ingest_counters GROUP BY pipeline"
             };
             let mut counts = Vec::new();
             for r in c.select(by_pipeline, None, &[])? {
@@ -557,7 +595,7 @@ fn read_counts(events_only: bool) -> Result<Read, String> {
 
 /// What the worker waits for when it waits on a lock: the lock and who holds it (pids and
 /// roles; not their queries, which a monitor role may not see).
-fn lock_wait(pid: i32) -> Option<String> {
+pub(super) fn lock_wait(pid: i32) -> Option<String> {
     Spi::connect(|c| {
         let rows = c.select(
             "SELECT l.mode::text,

@@ -9,7 +9,7 @@ use super::sql;
 use super::txn::{subtransaction, DbError};
 use crate::pipeline::PipelineDef;
 use crate::settings::{Settings, Source};
-use ecommerce_events::ledger::{Entry, FileStatus, Identity, Update};
+use ecommerce_events::ledger::{Check, Entry, FileStatus, Identity, Update};
 use ecommerce_events::pipeline::{ChunkEnd, Piece, Pipeline, Rows, TextRows, Ticket};
 use ecommerce_events::{Candidate, RawSource};
 use pgrx::prelude::*;
@@ -265,26 +265,19 @@ pub fn preamble(client: &mut SpiClient<'_>) -> Result<bool, ChunkError> {
         .unwrap_or(false))
 }
 
-/// The ledger row's id and committed offset in the database, locked for this transaction.
-fn ledger_row(client: &mut SpiClient<'_>, file: &str) -> Result<Option<(i32, i64)>, ChunkError> {
-    let row = client.update(
-        sql::LEDGER_ROW_FOR_UPDATE,
-        None,
-        &[file.into(), super::me::pipeline().into()],
-    )?;
-    if row.is_empty() {
-        return Ok(None);
-    }
-    let r = row.first();
-    Ok(Some((
-        r.get::<i32>(1)?.unwrap_or_default(),
-        r.get::<i64>(2)?.unwrap_or_default(),
-    )))
+/// What one chunk's body came to.
+pub enum Body {
+    Committed(ChunkResult),
+    /// The ledger row is not what the worker's copy says: nothing was written.
+    Stale,
+    /// Another session holds the file's ledger row: nothing was written; the file waits.
+    Busy,
 }
 
 /// One chunk of one file, in the current transaction: checks the ledger row, inserts the
 /// thread's batches of rows and rejects up to the chunk's end, and writes the chunk and ledger
-/// rows. `Ok(None)`: the ledger row is not what the worker's copy says (nothing was written).
+/// rows. Nothing is written when the file's ledger row is not what the worker's copy says
+/// (`Body::Stale`) or another session holds it (`Body::Busy`).
 #[allow(clippy::too_many_arguments)]
 pub fn chunk_body(
     client: &mut SpiClient<'_>,
@@ -296,29 +289,16 @@ pub fn chunk_body(
     young: bool,
     chunk_no: i32,
     before: Option<&Entry>,
-) -> Result<Option<ChunkResult>, ChunkError> {
+) -> Result<Body, ChunkError> {
     let file = cand.name.as_str();
-    // The ledger row, locked: it must say exactly what the worker's copy says, or another
-    // session changed it and resuming from our offset could ingest rows twice.
-    let in_db = ledger_row(client, file)?;
-    if in_db.map(|r| r.1) != before.map(|e| e.resume.byte as i64) {
-        return Ok(None);
-    }
-    let file_id = match in_db {
-        Some((id, _)) => id,
-        None => client
-            .update(
-                sql::LEDGER_NEW,
-                None,
-                &[
-                    file.into(),
-                    (cand.size as i64).into(),
-                    super::me::pipeline().into(),
-                ],
-            )?
-            .first()
-            .get_one::<i32>()?
-            .ok_or_else(|| ChunkError::Read("no file_id returned".into()))?,
+    // The file claimed through its ledger row (locked, or created: its id goes into every row
+    // of user_events): the row must say exactly what the worker's copy says, or another session
+    // (another of the pipeline's workers included) changed it, and resuming from our offset
+    // could ingest rows twice.
+    let file_id = match ledger::claim(client, file, cand.size, before, Check::Offset)? {
+        ledger::Claim::Mine(id) => id,
+        ledger::Claim::Stale => return Ok(Body::Stale),
+        ledger::Claim::Busy => return Ok(Body::Busy),
     };
     let mut rejects = Rejects::default();
     let (mut rows, mut n_rejected) = (0i64, 0i64);
@@ -543,7 +523,7 @@ pub fn chunk_body(
         prefix_hash: Some(end.prefix_hash),
     };
     ledger::write(client, &u)?;
-    Ok(Some(ChunkResult {
+    Ok(Body::Committed(ChunkResult {
         update_entry: ledger::after(&u, before),
         rows,
         rejected: n_rejected,

@@ -49,15 +49,17 @@ pub extern "C-unwind" fn ecommerce_ingest_worker_main(_arg: pg_sys::Datum) {
     run();
 }
 
-/// A pipeline's worker: its slot in shared memory is the argument, its name the extra bytes
-/// (both from the events worker, see supervise.rs).
+/// A pipeline's worker (or one of the events pipeline's further workers): its slot in shared
+/// memory is the argument, its pipeline's name the extra bytes (both from the events worker, see
+/// supervise.rs); the slot says which of the pipeline's workers it is.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ecommerce_ingest_pipeline_main(arg: pg_sys::Datum) {
     let slot = arg.value();
     let name = BackgroundWorker::get_extra().to_string();
     crate::shared::set_my_slot(slot);
-    super::me::serve(&name);
+    let index = crate::shared::SLOTS.share().slots[crate::shared::my_slot()].index;
+    super::me::serve(&name, index);
     run();
 }
 
@@ -78,20 +80,26 @@ fn run() {
     if let Err(e) = session::pin() {
         error!("ecommerce_ingest: cannot pin the worker's session settings: {e}");
     }
-    if super::me::is_generic() {
-        // Its row in pg_stat_activity names the pipeline.
-        crate::guc::set(
-            "application_name",
-            &format!("ecommerce_ingest pipeline {}", super::me::pipeline()),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucAction::GUC_ACTION_SET,
-        );
-        log!(
-            "ecommerce_ingest worker of pipeline {:?} started (database {db:?})",
-            super::me::pipeline()
-        );
-    } else {
+    // Its row in pg_stat_activity names the pipeline, and which of its workers it is after the
+    // first.
+    let (pipeline, index) = (super::me::pipeline(), super::me::index());
+    let app = match index {
+        0 => format!("ecommerce_ingest pipeline {pipeline}"),
+        i => format!("ecommerce_ingest pipeline {pipeline} worker {}", i + 1),
+    };
+    crate::guc::set(
+        "application_name",
+        &app,
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucAction::GUC_ACTION_SET,
+    );
+    if super::me::is_first_events_worker() {
         log!("ecommerce_ingest worker started (database {db:?})");
+    } else {
+        log!(
+            "ecommerce_ingest worker {} of pipeline {pipeline:?} started (database {db:?})",
+            index + 1
+        );
     }
     let mut w = Worker::default();
     let mut reason = Reason::Start;
@@ -139,10 +147,22 @@ fn run() {
         } else {
             Settings::read()
         };
+        // One worker too many (the pipeline's `workers` went down): its files are another's.
+        let share = ingest_core::Share::new(super::me::index(), st.workers);
+        if share.surplus() {
+            log!(
+                "ecommerce_ingest: pipeline {:?} now has {} worker(s); worker {} stops",
+                super::me::pipeline(),
+                st.workers,
+                share.index + 1
+            );
+            return;
+        }
+        w.share = share;
         w.apply_lock_timeout(&st);
         let next = w.trigger(&st, reason);
-        if !super::me::is_generic() {
-            w.supervise(reason);
+        if super::me::is_first_events_worker() {
+            w.supervise(&st, reason);
         }
         reason = w.wait(&st, &next);
     }

@@ -163,7 +163,10 @@ impl Worker {
         self.action_retry.remove(name);
         match std::fs::symlink_metadata(&src) {
             // Already moved (the action is repeated after a crash): nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.leaving.push(name.to_string());
+                return;
+            }
             Ok(md) if md.dev() != cand.dev || md.ino() != cand.inode => {
                 self.say(
                     Topic::File(name.to_string()),
@@ -197,6 +200,7 @@ impl Worker {
         let topic = Topic::Action(folder.clone());
         match r {
             Ok(()) => {
+                self.leaving.push(name.to_string());
                 if self
                     .action_problem
                     .as_ref()

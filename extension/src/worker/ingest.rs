@@ -3,7 +3,9 @@
 //! transaction for the first chunk of a group of small files, and says how each file's turn
 //! ended.
 
-use super::chunk::{chunk_body, preamble, take_verdict, ChunkResult, Opened, Verdict, THREAD_GONE};
+use super::chunk::{
+    chunk_body, preamble, take_verdict, Body, ChunkResult, Opened, Verdict, THREAD_GONE,
+};
 use super::txn::{transaction, DbError};
 use crate::settings::{Settings, Source};
 use ecommerce_events::ledger::{Entry, FileStatus};
@@ -33,6 +35,9 @@ pub enum FileOutcome {
     /// The ledger in the database does not match the worker's copy (changed from outside,
     /// e.g. a restore): nothing was written; reload the ledger and look again.
     Stale,
+    /// Another session holds the file's ledger row (another worker's transaction, or anyone's
+    /// lock on it): nothing was written; the file waits, the others go on.
+    Busy,
     /// A chunk failed in the database and was rolled back; committed chunks stay.
     DbFailed {
         error: DbError,
@@ -118,8 +123,7 @@ fn open_failed(cand: &Candidate, young: bool, e: OpenError) -> FileOutcome {
 /// How one chunk transaction ended.
 enum ChunkStep {
     Paused,
-    Stale,
-    Committed(ChunkResult),
+    Body(Body),
 }
 
 /// Ingests `cand` from where the ledger says it stopped (or the start), chunk by chunk, one
@@ -164,12 +168,12 @@ pub fn ingest_file(
                     chunk_no,
                     entry.as_ref(),
                 )?;
-                Ok(c.map_or(ChunkStep::Stale, ChunkStep::Committed))
+                Ok(ChunkStep::Body(c))
             })
             .unwrap_or_else(|e: super::chunk::ChunkError| e.raise())
         });
         match step {
-            Ok(ChunkStep::Committed(c)) => {
+            Ok(ChunkStep::Body(Body::Committed(c))) => {
                 rows += c.rows;
                 rejected += c.rejected;
                 let done = c.finished_reading;
@@ -184,19 +188,15 @@ pub fn ingest_file(
             }
             Ok(ChunkStep::Paused) => {
                 pipe.cancel(&mut t);
-                // Chunks committed before the pause are progress: the ledger copy must know.
-                return match entry {
-                    Some(entry) if Some(&entry) != before => FileOutcome::Progress {
-                        entry,
-                        rows,
-                        rejected,
-                    },
-                    _ => FileOutcome::Paused,
-                };
+                return progress_or(entry, before, rows, rejected, FileOutcome::Paused);
             }
-            Ok(ChunkStep::Stale) => {
+            Ok(ChunkStep::Body(Body::Stale)) => {
                 pipe.cancel(&mut t);
                 return FileOutcome::Stale;
+            }
+            Ok(ChunkStep::Body(Body::Busy)) => {
+                pipe.cancel(&mut t);
+                return progress_or(entry, before, rows, rejected, FileOutcome::Busy);
             }
             Err(error) => {
                 pipe.cancel(&mut t);
@@ -229,6 +229,25 @@ pub fn ingest_file(
     }
 }
 
+/// A file's turn that stopped before its end (paused, or its row held elsewhere): the chunks
+/// committed before are progress (the ledger copy must know), otherwise `otherwise`.
+fn progress_or(
+    entry: Option<Entry>,
+    before: Option<&Entry>,
+    rows: i64,
+    rejected: i64,
+    otherwise: FileOutcome,
+) -> FileOutcome {
+    match entry {
+        Some(entry) if Some(&entry) != before => FileOutcome::Progress {
+            entry,
+            rows,
+            rejected,
+        },
+        _ => otherwise,
+    }
+}
+
 /// A pipeline whose `on_error` can fail a file as a whole.
 fn whole_file_only(st: &Settings) -> bool {
     match &st.source {
@@ -252,8 +271,7 @@ fn is_transient(e: &DbError) -> bool {
 enum MemberStep {
     /// Could not be opened inside the group: handled on its own afterwards.
     NotOpened,
-    Stale,
-    Committed(ChunkResult),
+    Body(Body),
 }
 
 /// Ingests the first chunk of several files in ONE transaction, then finishes on its own any
@@ -308,13 +326,10 @@ pub fn ingest_group(
                     chunk_no,
                     m.before.as_ref(),
                 )?;
-                steps.push(match c {
-                    Some(c) => MemberStep::Committed(c),
-                    None => {
-                        pipe.cancel(t);
-                        MemberStep::Stale
-                    }
-                });
+                if !matches!(c, Body::Committed(_)) {
+                    pipe.cancel(t);
+                }
+                steps.push(MemberStep::Body(c));
             }
             Ok(Some(steps))
         })
@@ -333,13 +348,16 @@ pub fn ingest_group(
             .zip(steps)
             .map(|(m, step)| match step {
                 MemberStep::NotOpened => alone(m, m.before.as_ref()),
-                MemberStep::Stale => FileOutcome::Stale,
-                MemberStep::Committed(c) if c.finished_reading => FileOutcome::Progress {
-                    entry: c.update_entry,
-                    rows: c.rows,
-                    rejected: c.rejected,
-                },
-                MemberStep::Committed(c) => {
+                MemberStep::Body(Body::Stale) => FileOutcome::Stale,
+                MemberStep::Body(Body::Busy) => FileOutcome::Busy,
+                MemberStep::Body(Body::Committed(c)) if c.finished_reading => {
+                    FileOutcome::Progress {
+                        entry: c.update_entry,
+                        rows: c.rows,
+                        rejected: c.rejected,
+                    }
+                }
+                MemberStep::Body(Body::Committed(c)) => {
                     let entry = c.update_entry.clone();
                     alone(m, Some(&entry)).after(c)
                 }
@@ -399,6 +417,7 @@ impl FileOutcome {
             // sees the pause, the stale ledger, the unreadable or changed file again.
             FileOutcome::Paused
             | FileOutcome::Stale
+            | FileOutcome::Busy
             | FileOutcome::Wait(_)
             | FileOutcome::Refused { .. } => FileOutcome::Progress {
                 entry: first.update_entry,

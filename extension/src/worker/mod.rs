@@ -1,11 +1,15 @@
-//! The background worker: wakes on notifications, ingest_trigger() or the trigger interval,
-//! scans the input folder, and ingests what is new, file by file.
+//! The background workers: wake on notifications, ingest_trigger() or the trigger interval,
+//! scan the input folder, and ingest what is new, file by file. A pipeline may have several;
+//! each owns a share of the file names (`me`, ingest_core::share) and does all of this for its
+//! share only.
 //!
 //! Read it top-down: `entry` (the process and its wait loop) runs `trigger` (probe, check the
 //! folders, list, plan, ingest, record), which uses `scan` (the input folder), `schedule` (what
 //! to ingest, in which groups), `ingest` and `chunk` (the transactions), `outcome` (what each
-//! file's turn came to), `finish` (archive, delete, failed, vanished, changed files) and
-//! `record` (status and history), and `retention` (old history deleted while idle). `ledger` is the one home of the file ledger; `sql` holds
+//! file's turn came to), `finish` (archive, delete, failed, vanished, changed files),
+//! `record` (status and history) and `retention` (old history, records of files gone long
+//! ago, the counters' fold). `supervise` starts the other workers (from the events pipeline's
+//! first). `ledger` is the one home of the file ledger and of claiming a file; `sql` holds
 //! every statement; `txn` turns PostgreSQL errors into `Result`s. The decisions themselves are
 //! pure functions in `ecommerce_events::plan`.
 

@@ -80,6 +80,19 @@ impl Worker {
                 self.ledger = None;
                 return Flow::Reload;
             }
+            FileOutcome::Busy => {
+                // Not the file's fault, nor the others': they go on; the status says
+                // waiting_for_lock until a trigger gets through without it.
+                self.blocked = true;
+                STATUS.exclusive().blocked = true;
+                self.say(
+                    Topic::Lock,
+                    format!("file {name:?}: its ledger row is held by another session; retried every lock_timeout, the other files go on"),
+                    false,
+                );
+                let retry = st.lock_timeout;
+                *wake_in = Some(wake_in.map_or(retry, |w| w.min(retry)));
+            }
             FileOutcome::Paused => {
                 set_state(WorkerState::Paused);
                 return Flow::Stop;

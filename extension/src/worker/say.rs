@@ -34,8 +34,12 @@ pub enum Topic {
     Action(PathBuf),
     /// Starting the worker of this pipeline (the events worker).
     Pipeline(String),
+    /// Reading which workers to start (the events worker).
+    Supervise,
     /// Deleting old history (retention.rs).
     Retention,
+    /// Folding the counters' shards (retention.rs).
+    Counters,
 }
 
 #[derive(Default)]

@@ -79,8 +79,12 @@ impl Worker {
                     || (sc.mtime != dir_mtime && sc.at.elapsed() >= SAFETY_RESCAN_EVERY)
             }
         };
+        // Only this worker's share of the names: the pipeline's other workers own the rest.
+        let share = self.share;
         if full {
-            let listing = list_dir(dir, pattern)?;
+            let mut listing = list_dir(dir, pattern)?;
+            listing.files.retain(|c| share.owns(&c.name));
+            listing.skipped.retain(|sk| share.owns(&sk.name));
             for sk in &listing.skipped {
                 // The archive and failed folders may sit in the input folder (the default) and
                 // match a broad pattern: they are the worker's own, not refused input.
@@ -91,6 +95,22 @@ impl Worker {
                 self.refused_once(&sk.name, &sk.reason);
             }
             let present: HashSet<&str> = listing.files.iter().map(|c| c.name.as_str()).collect();
+            // Files done with that are not there any more have left (recorded only where their
+            // records are to be deleted some time after: it costs a pass over the copy).
+            if st.ledger_retention.is_some() {
+                if let Some(l) = &self.ledger {
+                    let mut skipped: HashSet<&str> = present.clone();
+                    skipped.extend(listing.skipped.iter().map(|sk| sk.name.as_str()));
+                    // Not listed is not gone: a name the pattern no longer matches is still
+                    // there (its record must stay, or a pattern changed back would ingest it
+                    // again). One stat per file not yet recorded as gone.
+                    let left = l.left_since(&skipped).into_iter().filter(|n| {
+                        std::fs::symlink_metadata(dir.join(n))
+                            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                    });
+                    self.leaving.extend(left);
+                }
+            }
             let gone: Vec<String> = self
                 .active
                 .iter()
@@ -109,6 +129,7 @@ impl Worker {
         let mut names: HashSet<String> = inbox.map(|i| i.names).unwrap_or_default();
         names.extend(self.active.iter().cloned());
         names.extend(self.action_retry.iter().cloned());
+        names.retain(|n| share.owns(n));
         let mut files = Vec::with_capacity(names.len());
         for name in names {
             match classify(dir, &name, pattern) {

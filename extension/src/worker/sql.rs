@@ -38,16 +38,25 @@ pub const LEDGER_LOAD: &str =
     "SELECT file_name, status, size, (EXTRACT(epoch FROM mtime) * 1e9)::pg_catalog.int8,
         committed_offset, committed_line, chunks, content_hash, device, inode,
         (EXTRACT(epoch FROM ctime) * 1e9)::pg_catalog.int8, prefix_hash,
-        (EXTRACT(epoch FROM discovered_at) * 1e6)::pg_catalog.int8
+        (EXTRACT(epoch FROM discovered_at) * 1e6)::pg_catalog.int8,
+        (EXTRACT(epoch FROM left_at) * 1e6)::pg_catalog.int8
    FROM public.ingest_ledger WHERE pipeline OPERATOR(pg_catalog.=) $1";
 
-pub const LEDGER_ROW_FOR_UPDATE: &str = "SELECT file_id, committed_offset FROM public.ingest_ledger
-  WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $2 FOR UPDATE";
+/// File $1 of pipeline $2's ledger row, locked for this transaction unless another session
+/// holds it (then no row: see [`LEDGER_ROW_EXISTS`]).
+pub const LEDGER_ROW_FOR_UPDATE: &str =
+    "SELECT file_id, committed_offset, status FROM public.ingest_ledger
+  WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $2
+  FOR UPDATE SKIP LOCKED";
+
+/// Whether file $1 of pipeline $2 has a committed ledger row (whoever holds it).
+pub const LEDGER_ROW_EXISTS: &str = "SELECT EXISTS (SELECT FROM public.ingest_ledger
+  WHERE file_name OPERATOR(pg_catalog.=) $1 AND pipeline OPERATOR(pg_catalog.=) $2)";
 
 /// A new file's ledger row, created in the transaction of its first chunk (its id goes into
 /// every row of `user_events`); the end of the chunk fills it in.
 pub const LEDGER_NEW: &str = "INSERT INTO public.ingest_ledger (file_name, status, size, pipeline)
-VALUES ($1, 'ingesting', $2, $3) RETURNING file_id";
+VALUES ($1, 'ingesting', $2, $3) ON CONFLICT (pipeline, file_name) DO NOTHING RETURNING file_id";
 
 pub const INSERT_REJECTS: &str = "
 INSERT INTO public.ingest_rejected (file_name, line_number, column_name, reason, raw_text, pipeline)
@@ -117,9 +126,12 @@ SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.t
        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p.target)
   FROM public.ingest_pipelines p WHERE p.pipeline_name OPERATOR(pg_catalog.=) $1";
 
-/// Every pipeline's name (the events worker starts a worker for each).
-pub const PIPELINE_NAMES: &str =
-    "SELECT pipeline_name FROM public.ingest_pipelines ORDER BY pipeline_name";
+/// Every pipeline's name and its number of workers (the events worker starts them; the option
+/// is checked when stored, and clamped here all the same).
+pub const PIPELINE_NAMES: &str = "SELECT pipeline_name,
+    CASE WHEN pg_catalog.jsonb_typeof(options -> 'workers') OPERATOR(pg_catalog.=) 'number'
+         THEN LEAST(GREATEST((options ->> 'workers')::pg_catalog.numeric, 1), 8)::pg_catalog.int8 END
+  FROM public.ingest_pipelines ORDER BY pipeline_name";
 
 /// Deletes up to `$3` of a pipeline's oldest rejects, of those older than `$2` seconds
 /// (`ecommerce_ingest.history_retention`): oldest first by id, so a pass reads at most `$3`
@@ -144,3 +156,52 @@ DELETE FROM public.ingest_batch_log
         WHERE o.finished_at OPERATOR(pg_catalog.<)
               (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2))))
 RETURNING 1";
+
+/// Folds pipeline `$1`'s counters into its shard 0: the other shards (where each backend adds
+/// its statements' deltas, see schema.sql) are deleted and their sums added to shard 0, so that
+/// they do not pile up. A shard another transaction holds (a writer not yet committed) is
+/// skipped, never waited for; it is folded next time. Writers never write shard 0.
+pub const FOLD_COUNTERS: &str = "
+WITH gone AS (
+    DELETE FROM public.ingest_counters
+     WHERE pipeline OPERATOR(pg_catalog.=) $1
+       AND shard OPERATOR(pg_catalog.=) ANY (ARRAY(
+           SELECT s.shard FROM public.ingest_counters s
+            WHERE s.pipeline OPERATOR(pg_catalog.=) $1 AND s.shard OPERATOR(pg_catalog.<>) 0
+              FOR UPDATE SKIP LOCKED))
+    RETURNING pipeline, files_done, files_failed, rows_ok, rows_rejected)
+INSERT INTO public.ingest_counters AS c (pipeline, shard, files_done, files_failed, rows_ok, rows_rejected)
+SELECT pipeline, 0, pg_catalog.sum(files_done), pg_catalog.sum(files_failed), pg_catalog.sum(rows_ok),
+       pg_catalog.sum(rows_rejected)
+  FROM gone GROUP BY pipeline
+ON CONFLICT (pipeline, shard) DO UPDATE SET
+    files_done = c.files_done OPERATOR(pg_catalog.+) EXCLUDED.files_done,
+    files_failed = c.files_failed OPERATOR(pg_catalog.+) EXCLUDED.files_failed,
+    rows_ok = c.rows_ok OPERATOR(pg_catalog.+) EXCLUDED.rows_ok,
+    rows_rejected = c.rows_rejected OPERATOR(pg_catalog.+) EXCLUDED.rows_rejected";
+
+/// Records that files $2 of pipeline $1 left the input folder (unless already recorded, or
+/// still being ingested); returns each name marked and when (µs since the Unix epoch).
+pub const LEDGER_LEFT: &str = "UPDATE public.ingest_ledger SET left_at = pg_catalog.now()
+ WHERE pipeline OPERATOR(pg_catalog.=) $1 AND file_name OPERATOR(pg_catalog.=) ANY ($2)
+   AND left_at IS NULL AND status OPERATOR(pg_catalog.=) ANY ('{done,failed,changed}'::pg_catalog.text[])
+RETURNING file_name, (EXTRACT(epoch FROM left_at) * 1e6)::pg_catalog.int8";
+
+/// Files $2 of pipeline $1 are in the input folder again: they have not left.
+pub const LEDGER_BACK: &str = "UPDATE public.ingest_ledger SET left_at = NULL
+ WHERE pipeline OPERATOR(pg_catalog.=) $1 AND file_name OPERATOR(pg_catalog.=) ANY ($2)
+   AND left_at IS NOT NULL";
+
+/// Deletes the records (and chunks) of files $2 of pipeline $1 that left the folder more than
+/// $3 seconds ago; returns the names deleted. (ecommerce_ingest.forgetting is set for the
+/// transaction: the counters keep what these files brought.)
+pub const LEDGER_FORGET: &str = "WITH gone AS (
+    DELETE FROM public.ingest_ledger
+     WHERE pipeline OPERATOR(pg_catalog.=) $1 AND file_name OPERATOR(pg_catalog.=) ANY ($2)
+       AND left_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $3))
+       AND status OPERATOR(pg_catalog.=) ANY ('{done,failed,changed}'::pg_catalog.text[])
+    RETURNING file_name),
+  chunks AS (
+    DELETE FROM public.ingest_chunks c USING gone
+     WHERE c.pipeline OPERATOR(pg_catalog.=) $1 AND c.file_name OPERATOR(pg_catalog.=) gone.file_name)
+SELECT file_name FROM gone";

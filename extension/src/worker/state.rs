@@ -7,6 +7,7 @@ use crate::settings::{ProcessedAction, Settings};
 use crate::shared::{WorkerState, STATUS};
 use ecommerce_events::pipeline::Pipeline;
 use ecommerce_events::plan::Seen;
+use ingest_core::Share;
 use pgrx::pg_sys;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -118,7 +119,9 @@ pub enum Flow {
 pub struct Worker {
     /// The ledger's copy, and which extension and ledger generation it was loaded for.
     pub ledger: Option<Ledger>,
-    pub ledger_key: (i64, u64),
+    pub ledger_key: (i64, u64, Share),
+    /// This worker's share of the pipeline's files, as of this trigger.
+    pub share: Share,
     pub watcher: Option<watch::Watcher>,
     /// What was last said about each topic: each message is logged once.
     pub said: Said,
@@ -148,7 +151,7 @@ pub struct Worker {
     /// trigger gets through).
     pub blocked: bool,
     /// The events worker: the pipelines' workers it started, and when it last looked.
-    pub children: HashMap<String, super::supervise::Child>,
+    pub children: HashMap<(String, u32), super::supervise::Child>,
     pub supervised_at: Option<Instant>,
     /// A pipeline worker: when its pipeline was created (a re-created one is another).
     pub pipeline_created: Option<i64>,
@@ -157,6 +160,15 @@ pub struct Worker {
     /// When old history was last deleted, and whether that pass found more (retention.rs).
     pub pruned_at: Option<Instant>,
     pub prune_more: bool,
+    /// Files seen to leave the input folder in this trigger (recorded at its end).
+    pub leaving: Vec<String>,
+    /// When records of files gone long ago were last deleted, and whether more are due.
+    pub forgot_at: Option<Instant>,
+    pub forget_more: bool,
+    /// Since when every trigger found work (`None`: the last one was idle).
+    pub busy_since: Option<Instant>,
+    /// When this pipeline's counters were last folded into shard 0 (retention.rs).
+    pub folded_at: Option<Instant>,
 }
 
 impl Worker {

@@ -1,6 +1,8 @@
-//! The pipelines' workers: the events worker starts one worker per pipeline of
-//! ingest_pipelines (a dynamic background worker, given the pipeline's slot in shared memory
-//! and its name), starts it again 5 s after it stops, and frees the slot of a dropped pipeline.
+//! The pipelines' workers: the events worker starts a pipeline's workers (its option
+//! `workers`, 1 by default) and the events pipeline's own further workers
+//! (`ecommerce_ingest.workers`), each a dynamic background worker given its slot in shared
+//! memory (which says which of the pipeline's workers it is) and the pipeline's name; starts
+//! each again 5 s after it stops, and frees the slots of dropped pipelines and surplus workers.
 //! A pipeline worker reads its definition at every trigger (`pipeline_settings`) and stops
 //! when the pipeline is dropped. One process per pipeline: one pipeline's slow or failing
 //! files never hold another back, and a pipeline's worker runs as its own backend (its own
@@ -10,9 +12,11 @@ use super::sql;
 use super::state::{set_state_because, Worker};
 use super::txn::transaction;
 use crate::pipeline::{self, check_under_roots};
+use crate::settings::EVENTS_PIPELINE;
 use crate::settings::{self, Settings};
-use crate::shared::{WorkerState, MAX_PIPELINES, SLOTS};
+use crate::shared::{WorkerState, MAX_SLOTS, SLOTS};
 use crate::trust::{self, Schema};
+use ingest_core::share::MAX_WORKERS;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use std::path::Path;
@@ -40,89 +44,123 @@ pub enum Definition {
 }
 
 impl Worker {
-    /// Starts the worker of each pipeline that has none, and frees the slots of dropped ones.
-    pub fn supervise(&mut self, reason: super::state::Reason) {
+    /// Starts the workers of each pipeline that has fewer than its `workers` (the events
+    /// pipeline's beyond the first, which the launcher starts), and frees the slots of dropped
+    /// pipelines and of workers one too many.
+    pub fn supervise(&mut self, st: &Settings, reason: super::state::Reason) {
         use super::state::Reason;
         let asked = matches!(reason, Reason::Start | Reason::Manual);
         if !asked && self.supervised_at.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
             return;
         }
         self.supervised_at = Some(Instant::now());
-        let names = transaction(|| {
+        let listed = transaction(|| {
             Spi::connect(|c| {
                 if !extension_ready()? {
                     return Ok(None);
                 }
-                let mut names = Vec::new();
+                let mut listed = Vec::new();
                 for r in c.select(sql::PIPELINE_NAMES, None, &[])? {
-                    names.push(r.get::<String>(1)?.unwrap_or_default());
+                    let workers = r.get::<i64>(2)?.unwrap_or(1).clamp(1, MAX_WORKERS as i64);
+                    listed.push((r.get::<String>(1)?.unwrap_or_default(), workers as u32));
                 }
-                Ok::<_, pgrx::spi::Error>(Some(names))
+                Ok::<_, pgrx::spi::Error>(Some(listed))
             })
             .unwrap_or_else(|e| error!("{e}"))
         });
-        let names = match names {
-            Ok(Some(n)) => n,
-            // No extension (or not at this version): no pipeline workers are started; those
+        let wanted: Vec<(String, u32)> = match listed {
+            // The events pipeline's further workers too (the first is this one).
+            Ok(Some(mut n)) => {
+                self.settled(super::say::Topic::Supervise);
+                n.push((EVENTS_PIPELINE.to_string(), st.workers));
+                n
+            }
+            // No extension (or not at this version): no other worker is started; those
             // running stop by themselves.
-            _ => Vec::new(),
+            Ok(None) => Vec::new(),
+            // (A lock on ingest_pipelines, say): the running workers are left alone.
+            Err(e) => {
+                self.say(
+                    super::say::Topic::Supervise,
+                    format!("cannot read the pipelines to start their workers: {e}; trying again"),
+                    true,
+                );
+                return;
+            }
         };
-        self.children.retain(|name, _| names.contains(name));
+        let wants = |name: &str, index: u32| wanted.iter().any(|(n, w)| n == name && index < *w);
+        self.children.retain(|(name, index), _| wants(name, *index));
         {
-            // Free the slots of dropped pipelines whose worker has stopped.
+            // Free the slots of workers no longer wanted once they have stopped.
             let mut slots = SLOTS.exclusive();
-            for i in 1..MAX_PIPELINES {
+            for i in 1..MAX_SLOTS {
                 let s = &mut slots.slots[i];
-                if s.name_len > 0 && s.status.pid == 0 && !names.iter().any(|n| n == s.name()) {
+                if s.name_len > 0 && s.status.pid == 0 && !wants(s.name(), s.index) {
                     *s = Default::default();
                 }
             }
         }
-        for name in names {
-            if let Some(c) = self.children.get(&name) {
-                if c.handle.pid().is_ok() || c.started.elapsed() < RESTART_AFTER {
-                    continue;
-                }
+        for (name, workers) in wanted.clone() {
+            let first = if name == EVENTS_PIPELINE { 1 } else { 0 };
+            for index in first..workers {
+                self.start_worker(&name, index);
             }
-            let Some(slot) = SLOTS.exclusive().claim(&name) else {
-                self.say(
-                    super::say::Topic::Pipeline(name.clone()),
-                    format!(
-                        "no slot for pipeline {name:?}: at most {} pipelines run at once",
-                        MAX_PIPELINES - 1
-                    ),
-                    true,
-                );
-                continue;
-            };
-            let started =
-                BackgroundWorkerBuilder::new(&format!("ecommerce_ingest pipeline {name}"))
-                    .set_type("ecommerce_ingest pipeline")
-                    .set_library("ecommerce_ingest")
-                    .set_function("ecommerce_ingest_pipeline_main")
-                    .set_argument(Some(pg_sys::Datum::from(slot)))
-                    .set_extra(&name)
-                    .enable_spi_access()
-                    .set_start_time(BgWorkerStartTime::ConsistentState)
-                    .set_restart_time(None)
-                    .load_dynamic();
-            match started {
-                Ok(handle) => {
-                    self.settled(super::say::Topic::Pipeline(name.clone()));
-                    self.children.insert(
-                        name,
-                        Child {
-                            handle,
-                            started: Instant::now(),
-                        },
-                    );
-                }
-                Err(_) => self.say(
-                    super::say::Topic::Pipeline(name.clone()),
-                    format!("cannot start the worker of pipeline {name:?} (max_worker_processes reached?); trying again"),
-                    true,
+        }
+    }
+
+    /// Starts worker `index` of pipeline `name` unless it runs or was started less than
+    /// RESTART_AFTER ago.
+    fn start_worker(&mut self, name: &str, index: u32) {
+        let key = (name.to_string(), index);
+        if let Some(c) = self.children.get(&key) {
+            if c.handle.pid().is_ok() || c.started.elapsed() < RESTART_AFTER {
+                return;
+            }
+        }
+        // (One topic per worker: each says what it has to say once.)
+        let topic = super::say::Topic::Pipeline(format!("{name} worker {}", index + 1));
+        let Some(slot) = SLOTS.exclusive().claim(name, index) else {
+            self.say(
+                topic,
+                format!(
+                    "no slot for worker {} of pipeline {name:?}: at most {MAX_SLOTS} workers run at once, all pipelines together",
+                    index + 1
                 ),
+                true,
+            );
+            return;
+        };
+        // (The title is the process's in ps and pg_stat_activity's backend's.)
+        let title = match index {
+            0 => format!("ecommerce_ingest pipeline {name}"),
+            i => format!("ecommerce_ingest pipeline {name} worker {}", i + 1),
+        };
+        let started = BackgroundWorkerBuilder::new(&title)
+            .set_type("ecommerce_ingest pipeline")
+            .set_library("ecommerce_ingest")
+            .set_function("ecommerce_ingest_pipeline_main")
+            .set_argument(Some(pg_sys::Datum::from(slot)))
+            .set_extra(name)
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::ConsistentState)
+            .set_restart_time(None)
+            .load_dynamic();
+        match started {
+            Ok(handle) => {
+                self.settled(topic);
+                self.children.insert(
+                    key,
+                    Child {
+                        handle,
+                        started: Instant::now(),
+                    },
+                );
             }
+            Err(_) => self.say(
+                topic,
+                format!("cannot start worker {} of pipeline {name:?} (max_worker_processes reached?); trying again", index + 1),
+                true,
+            ),
         }
     }
 

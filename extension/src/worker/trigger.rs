@@ -11,6 +11,7 @@ use super::txn::transaction;
 use crate::settings::Settings;
 use crate::shared::{WorkerState, STATUS};
 use crate::trust::{self, Schema};
+use ecommerce_events::plan::housekeeping_due;
 use ecommerce_events::FilePattern;
 use pgrx::prelude::*;
 use std::path::PathBuf;
@@ -84,7 +85,7 @@ impl Worker {
         };
         self.settled(Topic::Dir);
         // (Only the events pipeline outlives a DROP EXTENSION: the others go with it.)
-        if loaded_now && !paused && !super::me::is_generic() {
+        if loaded_now && !paused && super::me::is_first_events_worker() {
             paused = self.pause_if_recreated(st, &candidates);
         }
 
@@ -103,11 +104,26 @@ impl Worker {
             Err(reload) => return reload,
         };
         self.retry_backed_off_at(&mut wake_in);
+        self.record_left_and_back(&candidates);
         let idle = tally.files == 0 && !backlog;
         self.record(st, &candidates, tally, started, started_at, reason);
-        // Old history goes while nothing waits (not while paused: the tables are left alone).
-        if idle && !paused {
-            self.prune_history(st);
+        // Housekeeping (old history, the counters' shards, records of files gone long ago) runs
+        // while nothing waits, or anyway after minutes without a pause (a steady stream must not
+        // starve it); never while paused (the tables are left alone).
+        if idle {
+            self.busy_since = None;
+        } else if self.busy_since.is_none() {
+            self.busy_since = Some(Instant::now());
+        }
+        let busy_for = self.busy_since.map(|t| t.elapsed());
+        if !paused && housekeeping_due(idle, busy_for) {
+            // The pipeline's first worker only (the others would wait on its rows).
+            if super::me::index() == 0 {
+                self.prune_history(st);
+                self.fold_counters();
+            }
+            // Each worker forgets its own share's files gone long ago.
+            self.forget_gone_files(st);
         }
         if was_blocked && !self.blocked {
             STATUS.exclusive().blocked = false;
@@ -118,7 +134,7 @@ impl Worker {
             );
             self.settled(Topic::Lock);
         }
-        if !super::me::is_generic() {
+        if super::me::is_first_events_worker() {
             self.remember_installation(st);
         }
         Next { backlog, wake_in }
@@ -147,10 +163,11 @@ impl Worker {
     /// instead of a trigger.
     fn probe(&mut self) -> Result<Probe, Next> {
         let generation = STATUS.share().ledger_generation;
-        let stale_key = if self.ledger.is_none() {
-            (-1, u64::MAX)
-        } else {
-            self.ledger_key
+        let share = self.share;
+        let stale_key = match &self.ledger {
+            // (A guarded write found the copy out of date: see ledger.rs.)
+            Some(l) if !l.stale => self.ledger_key,
+            _ => (-1, u64::MAX, share),
         };
         let probe = transaction(|| {
             Spi::connect_mut(|c| {
@@ -186,8 +203,8 @@ impl Worker {
                         tablespaces.push((name, PathBuf::from(location)));
                     }
                 }
-                let ledger = if stale_key != (oid, generation) {
-                    Some(Ledger::load(c)?)
+                let ledger = if stale_key != (oid, generation, share) {
+                    Some(Ledger::load(c, share)?)
                 } else {
                     None
                 };
@@ -283,7 +300,7 @@ impl Worker {
         let loaded_now = loaded.is_some();
         if let Some(l) = loaded {
             self.ledger = Some(l);
-            self.ledger_key = (oid, generation);
+            self.ledger_key = (oid, generation, share);
             self.changed_seen.clear();
         }
         // Paused: still look at the folder, so files_pending and the lag stay true, but ingest

@@ -6,7 +6,9 @@
 //! After every restart the committed bookkeeping is checked ([`ledger_problems`]: per file, the
 //! ledger's counts equal the stored rows and rejects, nothing beyond the committed line, chunks
 //! contiguous, no duplicated (file, line)); once the backlog is finished every row is compared with
-//! the files, value by value.
+//! the files, value by value. The last test runs the events pipeline with four workers
+//! (`ecommerce_ingest.workers = 4`): each crash is a SIGKILL of one of them, drawn at random, or
+//! an immediate stop.
 
 use e2e::*;
 use std::collections::BTreeSet;
@@ -30,6 +32,9 @@ enum Crash {
     KillWorker,
     /// `pg_ctl stop -m immediate`, then start.
     ImmediateStop,
+    /// Either, drawn at random for each crash; a SIGKILL hits one of the events pipeline's
+    /// workers, drawn at random too.
+    Either,
 }
 
 /// Files generated into a staging folder (kept for the final comparison), then copied into the
@@ -213,6 +218,26 @@ fn crash_loop(
                 c.restart("immediate");
                 c.wait_worker();
             }
+            Crash::Either if rng.below(2) == 0 => {
+                c.restart("immediate");
+                c.wait_worker();
+            }
+            Crash::Either => {
+                let pids: Vec<i32> = c
+                    .client()
+                    .query(
+                        "SELECT pid FROM ingest_workers() WHERE pipeline = 'events' AND pid IS NOT NULL",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let pid = pids[rng.below(pids.len() as u64) as usize];
+                println!("SIGKILL to worker {pid} of {pids:?}");
+                c.crash_process(pid);
+                c.wait_worker();
+            }
         }
         crashes += 1;
         mid_work += pending as u32;
@@ -321,10 +346,24 @@ fn finish_and_check(c: &mut Cluster, b: &Backlog, action: &str, big_rows: u64) {
 }
 
 fn crash_test(name: &str, how: Crash, action: &str, files: u64, big_rows: u64, crashes: u32) {
+    crash_test_with(name, how, action, files, big_rows, crashes, 1)
+}
+
+fn crash_test_with(
+    name: &str,
+    how: Crash,
+    action: &str,
+    files: u64,
+    big_rows: u64,
+    crashes: u32,
+    workers: u32,
+) {
     let seed = test_seed(name);
     let mut conf: Vec<&str> = CONF.to_vec();
     let action_line = format!("ecommerce_ingest.processed_action = '{action}'");
     conf.push(&action_line);
+    let workers_line = format!("ecommerce_ingest.workers = {workers}");
+    conf.push(&workers_line);
     let mut c = Cluster::start(ClusterOptions::with_conf(&conf));
     let mut b = Backlog::new(seed, files, big_rows);
 
@@ -392,5 +431,21 @@ fn delete_interrupted_by_sigkill_loses_no_file_and_ingests_none_twice() {
         40,
         20_000,
         12,
+    );
+}
+
+/// Four workers share the backlog (each its own files, every chunk of the big file with one of
+/// them); SIGKILLs of any of them and immediate stops at random moments; every file archived
+/// once, every row exactly once.
+#[test]
+fn four_workers_killed_or_stopped_at_random_moments() {
+    crash_test_with(
+        "four_workers_killed_or_stopped_at_random_moments",
+        Crash::Either,
+        "archive",
+        60,
+        60_000,
+        20,
+        4,
     );
 }

@@ -22,3 +22,4 @@ mod security;
 mod semantics;
 mod truthful;
 mod upgrade;
+mod workers;

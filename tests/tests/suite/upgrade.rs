@@ -252,6 +252,12 @@ fn an_update_from_the_previous_release_resumes_every_file_exactly_once() {
         &installed,
     );
     drop(fresh);
+    // The counters of ingest_status(), as the previous release kept them, still equal the ledger.
+    let problems = counter_problems(c.client());
+    assert!(
+        problems.is_empty(),
+        "counters after the update: {problems:#?}"
+    );
 
     // 4. The pause survives the update; resumed, every file ends done, exactly once.
     c.wait_for(
@@ -323,7 +329,8 @@ fn an_update_from_the_previous_release_resumes_every_file_exactly_once() {
     let problems = ledger_problems(c.client());
     assert!(problems.is_empty(), "after the update: {problems:#?}");
 
-    // 5. What the new version adds works on the updated installation: a pipeline of its own.
+    // 5. A pipeline of its own (new in 0.3.0) works on the updated installation, and the
+    //    counters (kept per statement and in shards since 0.4.0) follow both pipelines.
     let orders = c.input_dir().parent().unwrap().join("orders");
     postgres_folder(&orders);
     c.execute("CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL)");
@@ -363,4 +370,6 @@ fn an_update_from_the_previous_release_resumes_every_file_exactly_once() {
         ),
         "{s:#?}"
     );
+    let problems = counter_problems(c.client());
+    assert!(problems.is_empty(), "counters at the end: {problems:#?}");
 }
