@@ -14,6 +14,15 @@ pub enum FolderRole {
 }
 
 impl FolderRole {
+    /// What the folder is, in a sentence.
+    pub fn noun(self) -> &'static str {
+        match self {
+            FolderRole::Input => "input folder",
+            FolderRole::Archive => "archive folder",
+            FolderRole::Failed => "failed folder",
+        }
+    }
+
     /// The setting that names the folder.
     pub fn setting(self) -> &'static str {
         match self {
@@ -87,6 +96,14 @@ pub enum FolderError {
     /// The archive or failed folder is the input folder itself: moved files would be
     /// ingested again, forever.
     SameAsInput { role: FolderRole, path: PathBuf },
+    /// One pipeline's input folder is a folder of another pipeline: one would take, move or
+    /// delete the other's files (or another owner's rows would go into its target).
+    SharedWith {
+        role: FolderRole,
+        path: PathBuf,
+        pipeline: String,
+        their_role: FolderRole,
+    },
 }
 
 impl fmt::Display for FolderError {
@@ -118,6 +135,18 @@ impl fmt::Display for FolderError {
                 "{} = {} is the input folder itself: files moved there would be ingested again; choose another folder (a subfolder of the input folder is fine)",
                 role.setting(),
                 path.display()
+            ),
+            FolderError::SharedWith {
+                role,
+                path,
+                pipeline,
+                their_role,
+            } => write!(
+                f,
+                "the {} {} is also the {} of pipeline {pipeline:?}: a pipeline's input folder is its own (another pipeline would take, move or delete its files); choose another folder",
+                role.noun(),
+                path.display(),
+                their_role.noun(),
             ),
         }
     }
@@ -170,6 +199,63 @@ pub fn check_folders(f: &Folders, protected: &[Protected]) -> Result<(), FolderE
                 role,
                 path: path.clone(),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Another pipeline's folders (canonical), for [`check_not_shared`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub pipeline: String,
+    pub folders: Folders,
+}
+
+impl Folders {
+    /// A pipeline's folders, canonical: its input folder, and its archive and failed folders
+    /// (its options', or `archive` and `failed` inside the input folder).
+    pub fn of_pipeline(input_dir: &str, s: &ingest_core::PipelineSettings) -> Folders {
+        let input = canonical(Path::new(input_dir));
+        let dir = |o: &Option<String>, sub: &str| match o {
+            Some(d) if !d.trim().is_empty() => canonical(Path::new(d)),
+            _ => input.join(sub),
+        };
+        Folders {
+            archive: dir(&s.archive_dir, "archive"),
+            failed: dir(&s.failed_dir, "failed"),
+            input,
+        }
+    }
+
+    fn roles(&self) -> [(FolderRole, &PathBuf); 3] {
+        [
+            (FolderRole::Input, &self.input),
+            (FolderRole::Archive, &self.archive),
+            (FolderRole::Failed, &self.failed),
+        ]
+    }
+}
+
+/// No two pipelines share an input folder, and no pipeline moves files into another's input
+/// folder or reads another's archive or failed folder: a pipeline's input folder is none of
+/// the others' folders, and its archive and failed folders are no other's input folder.
+/// (Archive and failed folders may be shared: files only arrive there, renamed if a name is
+/// taken; a subfolder of another's input folder is another folder, as listings are not
+/// recursive.) All paths must be canonical.
+pub fn check_not_shared(mine: &Folders, others: &[Neighbour]) -> Result<(), FolderError> {
+    for other in others {
+        for (role, path) in mine.roles() {
+            for (their_role, theirs) in other.folders.roles() {
+                let clash = role == FolderRole::Input || their_role == FolderRole::Input;
+                if clash && path == theirs {
+                    return Err(FolderError::SharedWith {
+                        role,
+                        path: path.clone(),
+                        pipeline: other.pipeline.clone(),
+                        their_role,
+                    });
+                }
+            }
         }
     }
     Ok(())
@@ -306,6 +392,105 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn neighbour(pipeline: &str, input: &str, archive: &str, failed: &str) -> Neighbour {
+        Neighbour {
+            pipeline: pipeline.into(),
+            folders: folders(input, archive, failed),
+        }
+    }
+
+    #[test]
+    fn a_pipeline_s_folders_default_to_subfolders_of_its_input_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let input = root.join("in");
+        let mut s = ingest_core::PipelineSettings::default();
+        let f = Folders::of_pipeline(&format!("{}/x/../in", root.display()), &s);
+        assert_eq!(
+            f,
+            folders_of(&input, &input.join("archive"), &input.join("failed"))
+        );
+        s.archive_dir = Some(format!("{}/done", root.display()));
+        s.failed_dir = Some("  ".into());
+        let f = Folders::of_pipeline(&input.display().to_string(), &s);
+        assert_eq!(
+            f,
+            folders_of(&input, &root.join("done"), &input.join("failed"))
+        );
+    }
+
+    fn folders_of(input: &Path, archive: &Path, failed: &Path) -> Folders {
+        Folders {
+            input: input.into(),
+            archive: archive.into(),
+            failed: failed.into(),
+        }
+    }
+
+    #[test]
+    fn a_pipeline_s_input_folder_is_its_own() {
+        let others = [
+            neighbour(
+                "events",
+                "/srv/events",
+                "/srv/events/archive",
+                "/srv/events/failed",
+            ),
+            neighbour("orders", "/srv/orders", "/srv/done", "/srv/bad"),
+        ];
+        let mine = |input: &str, archive: &str, failed: &str| {
+            check_not_shared(&folders(input, archive, failed), &others)
+        };
+        // Own folders, a subfolder of another's input, a shared archive or failed folder.
+        assert_eq!(
+            mine("/srv/stock", "/srv/stock/archive", "/srv/stock/failed"),
+            Ok(())
+        );
+        assert_eq!(mine("/srv/events/stock", "/srv/x/a", "/srv/x/f"), Ok(()));
+        assert_eq!(mine("/srv/stock", "/srv/done", "/srv/bad"), Ok(()));
+        // Reading another's input, archive or failed folder.
+        for (theirs, pipeline, their_role) in [
+            ("/srv/events", "events", FolderRole::Input),
+            ("/srv/orders", "orders", FolderRole::Input),
+            ("/srv/events/archive", "events", FolderRole::Archive),
+            ("/srv/bad", "orders", FolderRole::Failed),
+        ] {
+            assert_eq!(
+                mine(theirs, "/srv/stock/archive", "/srv/stock/failed"),
+                Err(FolderError::SharedWith {
+                    role: FolderRole::Input,
+                    path: theirs.into(),
+                    pipeline: pipeline.into(),
+                    their_role,
+                }),
+                "{theirs}"
+            );
+        }
+        // Moving files into another's input folder.
+        assert_eq!(
+            mine("/srv/stock", "/srv/events", "/srv/stock/failed"),
+            Err(FolderError::SharedWith {
+                role: FolderRole::Archive,
+                path: "/srv/events".into(),
+                pipeline: "events".into(),
+                their_role: FolderRole::Input,
+            })
+        );
+        let e = mine("/srv/stock", "/srv/stock/archive", "/srv/orders").unwrap_err();
+        assert!(matches!(
+            e,
+            FolderError::SharedWith {
+                role: FolderRole::Failed,
+                their_role: FolderRole::Input,
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the failed folder /srv/orders is also the input folder of pipeline \"orders\": a pipeline's input folder is its own (another pipeline would take, move or delete its files); choose another folder"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A pipeline of `ingest_pipelines`: its definition as the catalog has it, its target table's
 //! columns as the mapping needs them, and the rule on which folders its owner may use.
 
+use ecommerce_events::folders::{Folders, Neighbour};
 use ingest_core::mapping::{ColumnKind, TargetColumn};
 use ingest_core::options::{parse_options, PipelineOptions};
 use pgrx::pg_sys;
@@ -187,6 +188,39 @@ pub fn load(
         batch,
         target_in_citus: crate::citus::is_citus_table(c, target)?,
     })))
+}
+
+/// Every pipeline's folders but `except`'s, the events pipeline's (from its settings) among
+/// them when its input folder is set: what `ecommerce_events::folders::check_not_shared` checks
+/// a pipeline's folders against.
+pub fn neighbours(c: &SpiClient<'_>, except: &str) -> Result<Vec<Neighbour>, pgrx::spi::Error> {
+    let mut out = Vec::new();
+    let events = crate::settings::Settings::read();
+    if !events.input_unset && except != crate::settings::EVENTS_PIPELINE {
+        out.push(Neighbour {
+            pipeline: crate::settings::EVENTS_PIPELINE.to_string(),
+            folders: Folders {
+                input: events.input_dir,
+                archive: events.archive_dir,
+                failed: events.failed_dir,
+            },
+        });
+    }
+    for r in c.select(crate::worker::sql::PIPELINE_FOLDERS, None, &[except.into()])? {
+        let pipeline = r.get::<String>(1)?.unwrap_or_default();
+        let input_dir = r.get::<String>(2)?.unwrap_or_default();
+        let format = r.get::<String>(3)?.unwrap_or_default();
+        let options = r.get::<String>(4)?.unwrap_or_else(|| "{}".into());
+        // Options that no longer parse: its worker stops on them; its input folder still counts.
+        let settings = parse_options(&format, &options)
+            .map(|o| o.settings)
+            .unwrap_or_default();
+        out.push(Neighbour {
+            folders: Folders::of_pipeline(&input_dir, &settings),
+            pipeline,
+        });
+    }
+    Ok(out)
 }
 
 /// A folder a non-superuser names must be inside one of `roots` once symbolic links and `..`

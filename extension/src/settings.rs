@@ -356,17 +356,13 @@ impl Settings {
         use ingest_core::options::ProcessedAction as Action;
         let base = Settings::read();
         let o = &def.options.settings;
-        let input_dir = canonical(std::path::Path::new(&def.input_dir));
-        let dir = |s: &Option<String>, sub: &str| match s {
-            Some(s) if !s.trim().is_empty() => canonical(std::path::Path::new(s)),
-            _ => input_dir.join(sub),
-        };
+        let folders = ecommerce_events::folders::Folders::of_pipeline(&def.input_dir, o);
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
         Settings {
             input_unset: def.input_dir.trim().is_empty(),
-            archive_dir: dir(&o.archive_dir, "archive"),
-            failed_dir: dir(&o.failed_dir, "failed"),
-            input_dir,
+            archive_dir: folders.archive,
+            failed_dir: folders.failed,
+            input_dir: folders.input,
             trigger_interval: ms(o.trigger_interval_ms, base.trigger_interval),
             max_files_per_trigger: o
                 .max_files_per_trigger

@@ -169,6 +169,32 @@ fn check_folders(superuser: bool, input_dir: &str, o: &PipelineOptions) {
     }
 }
 
+/// A pipeline's input folder is its own: no other pipeline (the events pipeline included) reads
+/// it, moves files into it, or has it read its archive or failed folder. The catalog is locked
+/// against other creations and changes until this transaction ends, so two at once cannot both
+/// take one folder. (The worker checks again at every trigger: folders change and links move.)
+fn check_not_shared(name: &str, input_dir: &str, o: &PipelineOptions) {
+    let mine = ecommerce_events::folders::Folders::of_pipeline(input_dir, &o.settings);
+    let others = as_extension(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "LOCK TABLE public.ingest_pipelines IN SHARE ROW EXCLUSIVE MODE",
+                None,
+                &[],
+            )?;
+            crate::pipeline::neighbours(c, name)
+        })
+    })
+    .unwrap_or_else(|e| error!("{e}"));
+    if let Err(e) = ecommerce_events::folders::check_not_shared(&mine, &others) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("pipeline {name:?}: {e}"),
+            Some("Give each pipeline an input folder of its own; archive and failed folders may be shared."),
+        );
+    }
+}
+
 /// Declared staging columns (`batch_columns`): only with a transform, every type resolved
 /// (with the caller's search_path) and usable by the owner. Returns the options text with the
 /// types spelled schema-qualified, as the worker will resolve them.
@@ -319,6 +345,7 @@ fn ingest_create_pipeline(
     let options_text =
         check_batch_columns(pipeline_name, &o, options_text, me, transform.is_some());
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
+    check_not_shared(pipeline_name, input_dir, &o);
     let count = Spi::get_one::<i64>("SELECT pg_catalog.count(*) FROM public.ingest_pipelines")
         .ok()
         .flatten()
@@ -444,6 +471,7 @@ fn ingest_alter_pipeline(
     let new_options =
         check_batch_columns(pipeline_name, &o, new_options, owner, transform.is_some());
     check_columns(pipeline_name, &o, target_oid, transform.is_some());
+    check_not_shared(pipeline_name, &dir, &o);
     // How a file is read may change only between files: a half-ingested file resumed with
     // another delimiter, header, mapping or error mode would be read as another file. (The
     // pipeline's row is locked: no chunk of it commits until this change does.)

@@ -222,6 +222,14 @@ impl Worker {
                 }
                 self.settled(topic);
             }
+            // Removed meanwhile (by someone else, between the look above and the move): there
+            // is nothing left to move, and nothing wrong with the folder.
+            Err(_)
+                if std::fs::symlink_metadata(&src)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                self.leaving.push(name.to_string());
+            }
             Err(e) => {
                 let msg = format!(
                     "processed files cannot be {} {}: {e} (first seen with {name:?}); they stay in the input folder, already ingested, and are retried at every trigger",

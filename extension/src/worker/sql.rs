@@ -126,6 +126,12 @@ SELECT p.owner::pg_catalog.oid, p.target::pg_catalog.oid, p.target::pg_catalog.t
        (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p.target)
   FROM public.ingest_pipelines p WHERE p.pipeline_name OPERATOR(pg_catalog.=) $1";
 
+/// The other pipelines' folders (pipeline.rs: `neighbours`): name, input folder, format and
+/// options (archive_dir, failed_dir).
+pub const PIPELINE_FOLDERS: &str = "
+SELECT pipeline_name, input_dir, format, options::pg_catalog.text
+  FROM public.ingest_pipelines WHERE pipeline_name OPERATOR(pg_catalog.<>) $1";
+
 /// Every pipeline's name and its number of workers (the events worker starts them; the option
 /// is checked when stored, and clamped here all the same).
 pub const PIPELINE_NAMES: &str = "SELECT pipeline_name,

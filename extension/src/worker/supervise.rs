@@ -19,6 +19,7 @@ use crate::trust::{self, Schema};
 use ingest_core::share::MAX_WORKERS;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,7 +185,15 @@ impl Worker {
                 }
                 let created = rows.first().get_one::<i64>()?;
                 let def = pipeline::load(c, name)?;
-                let def = def.map(|d| d.and_then(|d| check_owner(&d).map(|()| d)).map(|d| (d, created)));
+                let def = match def {
+                    Some(Ok(d)) => Some(
+                        check_owner(&d)
+                            .and(check_not_shared(c, &d)?)
+                            .map(|()| (d, created)),
+                    ),
+                    Some(Err(why)) => Some(Err(why)),
+                    None => None,
+                };
                 Ok::<_, pgrx::spi::Error>(def)
             })
             .unwrap_or_else(|e| error!("{e}"))
@@ -248,4 +257,18 @@ fn check_owner(d: &pipeline::PipelineDef) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// No other pipeline uses this pipeline's input folder, nor moves files into it, nor is read
+/// from its archive or failed folder (`ecommerce_events::folders::check_not_shared`), checked
+/// at every trigger: a folder set, changed or linked since the pipeline was created (another
+/// pipeline, the events pipeline's settings, a symbolic link) stops it before it reads.
+fn check_not_shared(
+    c: &SpiClient<'_>,
+    d: &pipeline::PipelineDef,
+) -> Result<Result<(), String>, pgrx::spi::Error> {
+    let mine = ecommerce_events::folders::Folders::of_pipeline(&d.input_dir, &d.options.settings);
+    let others = pipeline::neighbours(c, &d.name)?;
+    Ok(ecommerce_events::folders::check_not_shared(&mine, &others)
+        .map_err(|e| format!("pipeline {:?}: {e}", d.name)))
 }

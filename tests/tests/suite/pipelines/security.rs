@@ -332,3 +332,151 @@ fn a_processed_file_is_never_moved_through_a_folder_swapped_for_a_link() {
     let st = pstatus(&mut c, "swap");
     assert!(st.state == "error" || st.state == "degraded", "{st:?}");
 }
+
+/// A pipeline's input folder is its own: an admin cannot point a pipeline at another
+/// pipeline's folders (or the events pipeline's) to take its files, nor move files into
+/// another's input folder to have them ingested into a table it may not write; archive and
+/// failed folders may be shared. A catalog changed behind the functions' back (or folders
+/// linked later) stops the pipeline at its next trigger, before it reads anything.
+#[test]
+fn a_pipeline_s_input_folder_is_its_own() {
+    let mut c = Cluster::start(ClusterOptions::default());
+    let events_in = c.input_dir().to_path_buf();
+    let mine = folder(&c, "mine");
+    let theirs = folder(&c, "theirs");
+    let shared_archive = folder(&c, "shared_archive");
+    let roots = c.root_dir().display().to_string();
+    c.reload(&[("ecommerce_ingest.allowed_roots", &roots)]);
+    c.wait_for("allowed_roots set", T, |c| {
+        c.text("SHOW ecommerce_ingest.allowed_roots").as_deref() == Some(roots.as_str())
+    });
+    c.execute(
+        "CREATE ROLE adm LOGIN; GRANT ecommerce_ingest_admin TO adm;
+         CREATE TABLE theirs_t (id int); CREATE TABLE mine_t (id int);
+         GRANT INSERT, SELECT ON mine_t TO adm;",
+    );
+    let arch = |d: &Path| {
+        format!(
+            r#"{{"trigger_interval": 100, "min_file_age": 0, "processed_action": "archive", "archive_dir": "{}"}}"#,
+            d.display()
+        )
+    };
+    create(
+        &mut c,
+        "theirs",
+        &theirs,
+        "theirs_t",
+        "csv",
+        &arch(&shared_archive),
+    );
+    let mut adm = c.connect_as("adm");
+    let opts = |extra: &str| format!(r#"{{"trigger_interval": 100, "min_file_age": 0{extra}}}"#);
+    let events_archive = events_in.join("archive");
+    let refused: Vec<(String, String, &str)> = vec![
+        // Reading another's input folder (the events pipeline's too), or its archive.
+        (
+            events_in.display().to_string(),
+            opts(""),
+            r#"the input folder EV is also the input folder of pipeline "events""#,
+        ),
+        (
+            theirs.display().to_string(),
+            opts(""),
+            r#"the input folder TH is also the input folder of pipeline "theirs""#,
+        ),
+        (
+            format!("{}/../theirs", mine.display()),
+            opts(""),
+            r#"is also the input folder of pipeline "theirs""#,
+        ),
+        (
+            shared_archive.display().to_string(),
+            opts(""),
+            r#"is also the archive folder of pipeline "theirs""#,
+        ),
+        (
+            events_archive.display().to_string(),
+            opts(""),
+            r#"is also the archive folder of pipeline "events""#,
+        ),
+        // Moving files into another's input folder.
+        (
+            mine.display().to_string(),
+            opts(&format!(
+                r#", "processed_action": "archive", "archive_dir": "{}""#,
+                events_in.display()
+            )),
+            r#"the archive folder EV is also the input folder of pipeline "events""#,
+        ),
+        (
+            mine.display().to_string(),
+            opts(&format!(r#", "failed_dir": "{}""#, theirs.display())),
+            r#"the failed folder TH is also the input folder of pipeline "theirs""#,
+        ),
+    ];
+    let spell = |m: &str| {
+        m.replace("EV", &events_in.display().to_string())
+            .replace("TH", &theirs.display().to_string())
+    };
+    for (dir, o, why) in &refused {
+        let sql = create_sql("mine", Path::new(dir), "mine_t", "csv", o);
+        let err = error_of(&mut adm, &sql);
+        assert!(err.contains(&spell(why)), "{dir} {o}: {err}");
+        // A superuser is held to it too (a careless one loses files the same way).
+        let err = error_of(c.client(), &sql);
+        assert!(err.contains(&spell(why)), "superuser: {dir} {o}: {err}");
+    }
+    assert_eq!(c.int("SELECT count(*) FROM ingest_pipelines"), 1);
+    // Its own input folder, sharing the other's archive folder: fine.
+    adm.batch_execute(&create_sql(
+        "mine",
+        &mine,
+        "mine_t",
+        "csv",
+        &arch(&shared_archive),
+    ))
+    .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
+    // Nor can a change take another's folder.
+    let err = error_of(
+        &mut adm,
+        &format!(
+            "SELECT ingest_alter_pipeline('mine', input_dir => {})",
+            lit(&theirs.display().to_string())
+        ),
+    );
+    assert!(
+        err.contains(r#"is also the input folder of pipeline "theirs""#),
+        "{err}"
+    );
+    write_atomic(&mine, "m.csv", b"id\n1\n2\n");
+    write_atomic(&theirs, "t.csv", b"id\n7\n");
+    wait_done(&mut c, "mine", 1);
+    wait_done(&mut c, "theirs", 1);
+    assert!(shared_archive.join("m.csv").exists() && shared_archive.join("t.csv").exists());
+
+    // Behind the functions' back (a superuser writing the catalog): the pipeline stops at its
+    // next trigger, says why, and takes nothing of the events pipeline's files.
+    c.execute(&format!(
+        "UPDATE ingest_pipelines SET input_dir = {} WHERE pipeline_name = 'mine'",
+        lit(&events_in.display().to_string())
+    ));
+    let detail = wait_state(&mut c, "mine", "error");
+    assert!(
+        detail.contains(r#"is also the input folder of pipeline "events""#),
+        "{detail}"
+    );
+    let rows = 3;
+    write_atomic(&events_in, "events_1.csv", &gen_file(7, rows));
+    wait_done(&mut c, "events", 1);
+    let_it_trigger(&mut c, "mine");
+    assert_eq!(c.int("SELECT count(*) FROM user_events"), rows as i64);
+    assert_eq!(c.int("SELECT count(*) FROM mine_t"), 2);
+    assert_eq!(
+        c.int("SELECT count(*) FROM ingest_files WHERE pipeline = 'mine'"),
+        1,
+        "the pipeline recorded a file of the events pipeline's"
+    );
+    assert_eq!(pstatus(&mut c, "mine").state, "error");
+    assert_consistent(&mut c, "mine");
+    assert_consistent(&mut c, "theirs");
+}
