@@ -96,11 +96,14 @@ impl Worker {
             self.after_done(st, cand);
             return;
         }
+        // A file that failed before it was read to its end has no hash recorded.
+        let was = match e.hash.as_deref() {
+            Some(h) => format!("{} bytes, hash {h}", e.resume.byte),
+            None => format!("{} bytes read, no hash recorded", e.resume.byte),
+        };
         let msg = format!(
-            "file {:?} changed after it was ingested ({} bytes, hash {}) and now has {} bytes, hash {}: its new content is NOT ingested; give it a new name to ingest it",
+            "file {:?} changed after it was ingested ({was}) and now has {} bytes, hash {}: its new content is NOT ingested; give it a new name to ingest it",
             cand.name,
-            e.resume.byte,
-            e.hash.as_deref().unwrap_or("-"),
             cand.size,
             now_hash.as_deref().unwrap_or("unreadable")
         );
