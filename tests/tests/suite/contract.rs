@@ -17,7 +17,11 @@ fn row(i: u64) -> String {
 
 #[test]
 fn a_producer_writing_in_place_never_gets_half_a_line_ingested() {
-    let mut c = Cluster::start(ClusterOptions::default());
+    // min_file_age 2 s: a pause of the writer longer than that (a busy CI machine) would make
+    // the incomplete line final, rightly rejected; 100 ms was too close.
+    let mut c = Cluster::start(ClusterOptions::with_conf(&[
+        "ecommerce_ingest.min_file_age = '2s'",
+    ]));
     let mut text = ecommerce_events::header_line() + "\n";
     for i in 0..300 {
         text.push_str(&row(i));
@@ -27,7 +31,7 @@ fn a_producer_writing_in_place_never_gets_half_a_line_ingested() {
     let path = c.input_dir().join("inplace.csv");
     let mut f = std::fs::File::create(&path).unwrap();
     // Write in small pieces that cut lines (and quoted multi-line fields) anywhere, with pauses
-    // shorter than min_file_age (100 ms) so the file is always "still changing".
+    // shorter than min_file_age so the file is always "still changing".
     let mut pos = 0;
     let mut k = 0u64;
     while pos < bytes.len() {

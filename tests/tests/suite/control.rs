@@ -86,9 +86,16 @@ fn trigger_interval_reload_takes_effect() {
     c.wait_for("a first trigger", Duration::from_secs(10), |c| {
         c.status().last_trigger_at.is_some()
     });
-    // Let any trigger in flight finish.
-    std::thread::sleep(Duration::from_millis(300));
-    let t1 = c.status().last_trigger_at;
+    // Let any trigger in flight finish: last_trigger_at unchanged for 500 ms.
+    let mut t1 = c.status().last_trigger_at;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = c.status().last_trigger_at;
+        if now == t1 {
+            break;
+        }
+        t1 = now;
+    }
     let shown = c.status().trigger_interval;
     assert!(shown == "1h" || shown == "3600s", "{shown}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -102,7 +109,7 @@ fn trigger_interval_reload_takes_effect() {
     let mut seen = vec![t1];
     let took = c.wait_for(
         "last_trigger_at advancing 3 times after the reload",
-        Duration::from_secs(2),
+        Duration::from_secs(15),
         |c| {
             let t = c.status().last_trigger_at;
             if seen.last() != Some(&t) {
@@ -134,12 +141,12 @@ fn a_dropped_file_is_ingested_without_waiting_for_the_interval() {
     let t0 = Instant::now();
     c.write_file_atomic("now.csv", &gen_file(5, 200));
     let rename_done = t0.elapsed();
-    c.wait_for("now.csv's rows", Duration::from_secs(2), |c| {
+    c.wait_for("now.csv's rows", Duration::from_secs(15), |c| {
         c.event_count() == 200
     });
     let latency = t0.elapsed();
     println!("file drop to committed rows: {latency:?} (write+rename took {rename_done:?}) with trigger_interval = 1h");
-    c.wait_files_done(1, Duration::from_secs(5));
+    c.wait_files_done(1, Duration::from_secs(30));
     let exp = expected_rows(&[c.input_dir()]);
     c.assert_exact_rows(&exp.rows);
 }
@@ -155,7 +162,7 @@ fn create_extension_after_the_worker_started_is_noticed_without_waiting_for_the_
     c.write_file_atomic("first.csv", &gen_file(6, 50));
     c.wait_for(
         "first.csv ingested after CREATE EXTENSION, with trigger_interval = 1h and no ingest_trigger()",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         |c| c.event_count() == 50,
     );
     println!("first file after CREATE EXTENSION: {:?}", t0.elapsed());
@@ -277,7 +284,7 @@ fn files_moved_in_from_another_folder_are_noticed_without_polling() {
     for n in &names {
         std::fs::rename(stage.join(n), c.input_dir().join(n)).unwrap();
     }
-    c.wait_files_done(10, Duration::from_secs(5));
+    c.wait_files_done(10, Duration::from_secs(30));
     println!("10 files moved in: done after {:?}", t0.elapsed());
     c.assert_exact_rows(&exp.rows);
 }
@@ -312,14 +319,14 @@ fn files_written_while_the_server_is_down_are_ingested_at_start_without_polling(
         "ecommerce_ingest.trigger_interval = '1h'",
     ]));
     c.write_file_atomic("before.csv", &gen_file(119, 40));
-    c.wait_files_done(1, Duration::from_secs(5));
+    c.wait_files_done(1, Duration::from_secs(30));
     c.stop("immediate");
     for i in 0..5u64 {
         c.write_file_atomic(&format!("while_down_{i}.csv"), &gen_file(120 + i, 40));
     }
     let t0 = Instant::now();
     c.start_again();
-    c.wait_files_done(6, Duration::from_secs(5));
+    c.wait_files_done(6, Duration::from_secs(30));
     println!(
         "5 files written while down: done {:?} after start",
         t0.elapsed()
@@ -376,7 +383,7 @@ fn a_storm_of_sighups_leaves_the_worker_running() {
         "ecommerce_ingest.trigger_interval = '1h'",
     ]));
     c.write_file_atomic("a.csv", &gen_file(1, 10));
-    c.wait_files_done(1, Duration::from_secs(5));
+    c.wait_files_done(1, Duration::from_secs(30));
     let pid = c.wait_worker();
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -410,7 +417,7 @@ fn a_storm_of_sighups_leaves_the_worker_running() {
     let t0 = Instant::now();
     c.write_file_atomic("b.csv", &gen_file(2, 10));
     let mut arrived = false;
-    while t0.elapsed() < Duration::from_secs(3) {
+    while t0.elapsed() < Duration::from_secs(15) {
         if c.int("SELECT count(*) FROM ingest_files WHERE file_name = 'b.csv' AND status = 'done'")
             == 1
         {
@@ -420,7 +427,7 @@ fn a_storm_of_sighups_leaves_the_worker_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
     println!(
-        "after the SIGHUP storm: worker pid {alive:?} (was {pid}); b.csv ingested within 3 s without polling: {arrived}"
+        "after the SIGHUP storm: worker pid {alive:?} (was {pid}); b.csv ingested within 15 s without polling: {arrived}"
     );
     assert!(
         bad.is_empty(),
@@ -430,7 +437,7 @@ fn a_storm_of_sighups_leaves_the_worker_running() {
     assert_eq!(alive, Some(pid), "the worker was restarted");
     assert!(
         arrived,
-        "b.csv was not noticed within 3 s after the SIGHUPs"
+        "b.csv was not noticed within 15 s after the SIGHUPs"
     );
 }
 

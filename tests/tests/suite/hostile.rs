@@ -288,12 +288,14 @@ fn check_want(c: &mut Cluster, w: &Want, got: Option<&FileRow>) {
 }
 
 /// Keeps `path` young (mtime now) so that the worker treats it as still being written.
+/// Keeps a file young: its modification time an hour ahead (a producer still writing it). A
+/// write to the file afterwards sets it back to now.
 fn touch(path: &Path) {
     fs::OpenOptions::new()
         .append(true)
         .open(path)
         .unwrap()
-        .set_modified(SystemTime::now())
+        .set_modified(SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
 }
 
@@ -324,8 +326,12 @@ fn hostile_files_each_get_their_exact_outcome_and_the_worker_keeps_going() {
     fs::create_dir(input.join("x.csv")).unwrap();
     mkfifo(&input.join("fifo.csv"));
     std::os::unix::fs::symlink(&outside, input.join("link.csv")).unwrap();
-    let noperm = c.write_file_atomic("noperm.csv", &gen_file(42, 7));
-    fs::set_permissions(&noperm, fs::Permissions::from_mode(0o000)).unwrap();
+    // Unreadable from the moment it appears (made aside, then renamed in).
+    let aside = c.root_dir().join("noperm.csv");
+    fs::write(&aside, gen_file(42, 7)).unwrap();
+    fs::set_permissions(&aside, fs::Permissions::from_mode(0o000)).unwrap();
+    let noperm = input.join("noperm.csv");
+    fs::rename(&aside, &noperm).unwrap();
     for n in HOSTILE_NAMES {
         c.write_file_atomic(n, &fixture("good.csv"));
     }
@@ -499,20 +505,15 @@ fn hostile_files_each_get_their_exact_outcome_and_the_worker_keeps_going() {
         .unwrap();
     }
     fs::set_permissions(&growing, fs::Permissions::from_mode(0o644)).unwrap();
-    let g = growing.clone();
+    touch(&growing);
     c.wait_for(
         "the complete lines of growing.csv",
         Duration::from_secs(30),
-        |c| {
-            touch(&g);
-            c.int("SELECT (SELECT rows_ok FROM ingest_files WHERE file_name = 'growing.csv')") == 2
-        },
+        |c| c.int("SELECT (SELECT rows_ok FROM ingest_files WHERE file_name = 'growing.csv')") == 2,
     );
-    let until = Instant::now() + Duration::from_millis(800);
-    while Instant::now() < until {
-        touch(&growing);
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    // Looked at twice more while still young: the incomplete last line stays unjudged.
+    c.full_trigger();
+    c.full_trigger();
     assert_eq!(status_of(&mut c, "growing.csv").as_deref(), Some("growing"));
     assert_eq!(
         c.int("SELECT count(*) FROM user_events_with_source WHERE source_file = 'growing.csv'"),

@@ -30,8 +30,9 @@ fn pause_mid_file(c: &mut Cluster, file: &str, chunks: i64) -> i64 {
     c.wait_for("the worker paused", Duration::from_secs(20), |c| {
         c.status().state == "paused"
     });
-    // The state says paused at once, but a chunk in flight still commits: wait until the
-    // ledger row stays the same.
+    // The state says paused at once, but a chunk in flight still commits: a whole trigger
+    // after the pause (the one in flight has ended), then the ledger row stays the same.
+    c.full_trigger();
     let committed = |c: &mut Cluster| {
         c.int(&format!(
             "SELECT committed_line FROM ingest_ledger WHERE file_name = {}",
@@ -247,6 +248,9 @@ fn a_recreated_extension_starts_paused_next_to_files_ingested_before() {
     // Dropped and created again with an empty folder: nothing to protect, not paused.
     fs::remove_file(c.input_dir().join("d.csv")).unwrap();
     c.execute("DROP EXTENSION ecommerce_ingest CASCADE; CREATE EXTENSION ecommerce_ingest;");
+    // The worker has seen the new extension with the folder empty before e.csv arrives (a file
+    // there at that moment would rightly pause it).
+    c.full_trigger();
     c.write_file_atomic("e.csv", &gen_file(63, 4));
     c.wait_files_done(1, Duration::from_secs(30));
     assert_eq!(c.event_count(), 4);

@@ -10,6 +10,7 @@ mod crash;
 mod crash_random;
 mod database;
 mod escalation;
+mod foreign;
 mod groups;
 mod hostile;
 mod identity;

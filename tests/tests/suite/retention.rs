@@ -10,7 +10,7 @@ const T: Duration = Duration::from_secs(60);
 #[test]
 fn old_rejects_and_batch_history_go_and_the_ledger_and_counters_stay() {
     let mut c = Cluster::start(ClusterOptions::with_conf(&[
-        "ecommerce_ingest.history_retention = '3s'",
+        "ecommerce_ingest.history_retention = '10s'",
     ]));
     let dir = c.pipeline_into_t("p", r#"{"trigger_interval": 100}"#);
     // One bad row in each pipeline's file.
@@ -18,11 +18,12 @@ fn old_rejects_and_batch_history_go_and_the_ledger_and_counters_stay() {
     events.push_str("u1,view,p1,Phone,Electronics,not a price,2024-05-01T10:00:00Z,s1,mobile\n");
     c.write_file_atomic("e.csv", events.as_bytes());
     write_atomic(&dir, "p.csv", b"id\n1\nx\n2\n");
-    c.wait_for("both files", T, |c| {
+    // (A file's batch row is written just after the file is done: waited for together.)
+    c.wait_for("both files, their rejects and batches", T, |c| {
         c.int("SELECT count(*) FROM ingest_files WHERE status = 'done'") == 2
+            && c.int("SELECT count(*) FROM ingest_rejects") == 2
+            && c.int("SELECT count(*) FROM ingest_batches") >= 2
     });
-    assert_eq!(c.int("SELECT count(*) FROM ingest_rejects"), 2);
-    assert!(c.int("SELECT count(*) FROM ingest_batches") >= 2);
     let counters = "SELECT string_agg(pipeline || ':' || files_ingested || '/' || rows_ingested || '/' || rows_rejected, ' ' ORDER BY pipeline) FROM ingest_status()";
     let before = c.text(counters);
 
@@ -136,7 +137,7 @@ fn records_of_files_gone_long_ago_go_and_those_still_in_the_folder_stay() {
 #[test]
 fn a_file_back_in_the_folder_keeps_its_record_even_when_its_return_cannot_be_recorded() {
     let mut c = Cluster::start(ClusterOptions::with_conf(&[
-        "ecommerce_ingest.ledger_retention = '1s'",
+        "ecommerce_ingest.ledger_retention = '3s'",
         "ecommerce_ingest.min_file_age = 0",
         "ecommerce_ingest.lock_timeout = '200ms'",
     ]));

@@ -269,9 +269,15 @@ fn a_held_ledger_row_holds_back_only_its_own_file() {
     let more = String::from_utf8(gen_file(2, 10)).unwrap();
     let more_lines: String = more.lines().skip(1).map(|l| format!("{l}\n")).collect();
     let path = c.input_dir().join("a_held.csv");
-    let mut all = first.clone();
-    all.extend_from_slice(more_lines.as_bytes());
-    std::fs::write(&path, &all).unwrap();
+    // Appended (a rewrite would show the worker a shorter file for a moment).
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap(),
+        more_lines.as_bytes(),
+    )
+    .unwrap();
     for i in 0..20u64 {
         c.write_file_atomic(&format!("b_{i:02}.csv"), &gen_file(10 + i, 5));
     }

@@ -332,11 +332,16 @@ fn a_processed_file_is_never_moved_through_a_folder_swapped_for_a_link() {
     .unwrap_or_else(|e| panic!("{}", db_error_text(&e)));
     write_atomic(&input, "f.csv", b"id\n1\n");
     // While the transform sleeps, the archive folder becomes a link out of the roots.
-    std::thread::sleep(Duration::from_millis(1500));
+    c.wait_for("the transform sleeping", T, |c| {
+        c.int("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") > 0
+    });
     std::fs::remove_dir(&archive).unwrap();
     std::os::unix::fs::symlink(&outside, &archive).unwrap();
     wait_done(&mut c, "swap", 1);
-    std::thread::sleep(Duration::from_millis(500));
+    c.wait_for("the refused move reported", T, |c| {
+        let st = pstatus(c, "swap");
+        st.state == "error" || st.state == "degraded"
+    });
     assert!(
         std::fs::read_dir(&outside).unwrap().next().is_none(),
         "a file was moved out of the allowed roots"

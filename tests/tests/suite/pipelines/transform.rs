@@ -93,9 +93,14 @@ fn a_transform_that_raises_fails_its_file_alone_with_the_sqlstate_and_others_go_
     assert_eq!(c.int("SELECT count(*) FROM t"), 2);
     assert_eq!(c.int("SELECT count(*) FROM t WHERE k = 'b'"), 0);
     // Fixed, it is retried by name and lands.
+    // (Paused while the file is fixed: the worker would otherwise take the new version by
+    // itself, and the retry would find nothing failed.)
     c.execute("ALTER TABLE t ADD COLUMN n int");
-    std::fs::write(dir.join("2_bad.csv"), "k,v\nb,2\n").unwrap();
+    c.execute("SELECT ingest_pause('t')");
+    full_trigger(&mut c, "t");
+    write_atomic(&dir, "2_bad.csv", b"k,v\nb,2\n");
     c.execute("SELECT ingest_retry('2_bad.csv', 't')");
+    c.execute("SELECT ingest_resume('t')");
     wait_done(&mut c, "t", 3);
     assert_eq!(c.int("SELECT v::int8 FROM t WHERE k = 'b'"), 2);
 }
@@ -201,8 +206,12 @@ fn error_modes_fail_a_file_as_a_whole_and_nothing_is_silently_dropped() {
     assert_eq!(by["ratio.csv"], ("failed", 0, 0));
     assert_eq!(c.int("SELECT count(*) FROM m2"), 9);
     // A failed file is retried after a fix: ingest_retry, or a new version of the file.
-    std::fs::write(d1.join("one_bad.csv"), "id\n10\n11\n").unwrap();
+    // (Paused while the file is fixed, as above.)
+    c.execute("SELECT ingest_pause('failfast')");
+    full_trigger(&mut c, "failfast");
+    write_atomic(&d1, "one_bad.csv", b"id\n10\n11\n");
     c.execute("SELECT ingest_retry('one_bad.csv', 'failfast')");
+    c.execute("SELECT ingest_resume('failfast')");
     wait_done(&mut c, "failfast", 2);
     assert_eq!(c.int("SELECT count(*) FROM m1"), 4);
 }

@@ -257,9 +257,13 @@ fn a_full_then_read_only_archive_folder_leaves_every_file_in_place_and_says_why(
             .collect::<Vec<_>>()
     );
 
-    // Read-only: the same, with the new reason.
+    // Read-only: the same, with the new reason. Paused while the filler goes and the folder
+    // turns read-only: a trigger in that gap would move the files (nothing is moved while paused).
+    assert_eq!(c.text("SELECT ingest_pause()").as_deref(), Some("paused"));
+    c.full_trigger();
     fs::remove_file(&filler).unwrap();
     disk.remount("ro");
+    assert_eq!(c.text("SELECT ingest_resume()").as_deref(), Some("running"));
     c.trigger();
     c.wait_for(
         "the read-only archive folder reported",

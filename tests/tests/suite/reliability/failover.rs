@@ -69,8 +69,8 @@ fn after_a_failover_to_a_promoted_standby_every_file_is_ingested_exactly_once() 
     assert_eq!(st.state, "running", "{st:#?}");
 }
 
-/// Waits until the standby has replayed all it will: its replay position has not moved for a
-/// second (the primary is gone, nothing more arrives). Not "replayed up to what it received":
+/// Waits until the standby has replayed all it will: its replay position has not moved for
+/// three seconds (the primary is gone, nothing more arrives). Not "replayed up to what it received":
 /// a record the primary's death cut in the middle is received but never replayed.
 fn replay_settled(s: &mut Cluster) {
     let start = Instant::now();
@@ -83,7 +83,7 @@ fn replay_settled(s: &mut Cluster) {
         if now != last {
             last = now;
             since = Instant::now();
-        } else if since.elapsed() >= Duration::from_secs(1) {
+        } else if since.elapsed() >= Duration::from_secs(3) {
             return;
         }
         assert!(
