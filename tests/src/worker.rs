@@ -131,6 +131,24 @@ impl Cluster {
         self.full_trigger();
     }
 
+    /// Reads `f` every `every` until two readings in a row are equal (e.g. a chunk in flight
+    /// when a pause came has committed); returns that value.
+    pub fn wait_steady<T: PartialEq>(
+        &mut self,
+        every: Duration,
+        mut f: impl FnMut(&mut Cluster) -> T,
+    ) -> T {
+        let mut last = f(self);
+        loop {
+            std::thread::sleep(every);
+            let now = f(self);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// Waits until every file named is `done` in `ingest_files`.
     pub fn wait_files_done(&mut self, n: i64, timeout: Duration) -> Duration {
         self.wait_for(&format!("{n} files done in ingest_files"), timeout, |c| {

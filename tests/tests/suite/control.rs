@@ -87,15 +87,7 @@ fn trigger_interval_reload_takes_effect() {
         c.status().last_trigger_at.is_some()
     });
     // Let any trigger in flight finish: last_trigger_at unchanged for 500 ms.
-    let mut t1 = c.status().last_trigger_at;
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = c.status().last_trigger_at;
-        if now == t1 {
-            break;
-        }
-        t1 = now;
-    }
+    let t1 = c.wait_steady(Duration::from_millis(500), |c| c.status().last_trigger_at);
     let shown = c.status().trigger_interval;
     assert!(shown == "1h" || shown == "3600s", "{shown}");
     std::thread::sleep(Duration::from_millis(1500));

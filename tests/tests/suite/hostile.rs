@@ -287,7 +287,6 @@ fn check_want(c: &mut Cluster, w: &Want, got: Option<&FileRow>) {
     }
 }
 
-/// Keeps `path` young (mtime now) so that the worker treats it as still being written.
 /// Keeps a file young: its modification time an hour ahead (a producer still writing it). A
 /// write to the file afterwards sets it back to now.
 fn touch(path: &Path) {

@@ -33,21 +33,12 @@ fn pause_mid_file(c: &mut Cluster, file: &str, chunks: i64) -> i64 {
     // The state says paused at once, but a chunk in flight still commits: a whole trigger
     // after the pause (the one in flight has ended), then the ledger row stays the same.
     c.full_trigger();
-    let committed = |c: &mut Cluster| {
+    let line = c.wait_steady(Duration::from_millis(700), |c| {
         c.int(&format!(
             "SELECT committed_line FROM ingest_ledger WHERE file_name = {}",
             lit(file)
         ))
-    };
-    let mut line = committed(c);
-    loop {
-        std::thread::sleep(Duration::from_millis(700));
-        let now = committed(c);
-        if now == line {
-            break;
-        }
-        line = now;
-    }
+    });
     assert_eq!(
         file_status(c, file).as_deref(),
         Some("ingesting"),

@@ -160,15 +160,9 @@ fn an_update_from_the_previous_release_resumes_every_file_exactly_once() {
     });
     // The state says paused at once, but a chunk in flight still commits: wait until the
     // chunks of big.csv stay the same (what is read below must not move before the stop).
-    let mut n = chunks_of(&mut c, "big.csv").len();
-    loop {
-        std::thread::sleep(Duration::from_millis(700));
-        let now = chunks_of(&mut c, "big.csv").len();
-        if now == n {
-            break;
-        }
-        n = now;
-    }
+    c.wait_steady(Duration::from_millis(700), |c| {
+        chunks_of(c, "big.csv").len()
+    });
     let big_status = c.text("SELECT status FROM ingest_files WHERE file_name = 'big.csv'");
     assert_eq!(
         big_status.as_deref(),
